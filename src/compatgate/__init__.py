@@ -1,0 +1,64 @@
+"""compatgate: an OpenAI-compatible LLM API gateway that mounts inside any ASGI app."""
+
+from .config import Config, GatewaySettings, ModelConfig, ProviderConfig, load_config
+from .context import Principal, RequestContext, Route
+from .exceptions import (
+    AuthenticationError,
+    ConfigError,
+    GatewayError,
+    InsufficientQuotaError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTooLargeError,
+    UpstreamError,
+    UpstreamStreamError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
+from .gateway import Gateway
+from .hookspecs import hookimpl
+from .provider import Chunk, ChunkStream, HTTPProvider, Provider, Reply
+from .sse import SSEDecoder, ServerSentEvent, encode_event
+from .usage import Usage, UsageRecord
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthenticationError",
+    "Chunk",
+    "ChunkStream",
+    "Config",
+    "ConfigError",
+    "Gateway",
+    "GatewayError",
+    "GatewaySettings",
+    "HTTPProvider",
+    "InsufficientQuotaError",
+    "InvalidRequestError",
+    "ModelConfig",
+    "ModelNotFoundError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "Principal",
+    "Provider",
+    "ProviderConfig",
+    "RateLimitError",
+    "Reply",
+    "RequestContext",
+    "RequestTooLargeError",
+    "Route",
+    "SSEDecoder",
+    "ServerSentEvent",
+    "UpstreamError",
+    "UpstreamStreamError",
+    "UpstreamTimeoutError",
+    "UpstreamUnavailableError",
+    "Usage",
+    "UsageRecord",
+    "encode_event",
+    "hookimpl",
+    "load_config",
+]

@@ -1,0 +1,105 @@
+"""The ``compatgate`` command.
+
+``compatgate serve [--config PATH] [--host 127.0.0.1] [--port 8000] [--workers N] [--demo]``
+serves a `Gateway` under ``/v1``; ``--demo`` needs no configuration and no network.
+``compatgate check [--config PATH]`` loads a configuration and its plugins and reports problems.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+
+from .exceptions import ConfigError
+from .gateway import Gateway
+
+__all__ = ["create_app", "main"]
+
+_CONFIG_ENV = "COMPATGATE_CONFIG"
+_DEMO = "demo"
+
+
+def create_app(config: Any) -> Starlette:
+    """A standalone app: the gateway under ``/v1`` and ``GET /health``."""
+    gateway = Gateway(config)
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(
+        routes=[Route("/health", health), Mount("/v1", app=gateway)],
+        lifespan=gateway.lifespan,
+    )
+
+
+def worker_app() -> Starlette:
+    """The app factory each worker process of ``--workers N`` imports."""
+    source = os.environ[_CONFIG_ENV]
+    return create_app(_demo_config() if source == _DEMO else source)
+
+
+def _demo_config() -> dict[str, Any]:
+    from .defaults.demo import demo_config
+
+    return demo_config()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="compatgate", description="An OpenAI-compatible LLM gateway.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the gateway under /v1")
+    serve.add_argument("--config", default=None, help="TOML configuration (default: ./compatgate.toml)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--demo", action="store_true", help="offline demo provider, no config needed")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    check = commands.add_parser("check", help="load a configuration and its plugins, report problems")
+    check.add_argument("--config", default="compatgate.toml")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check":
+            gateway = Gateway(args.config)
+            print(f"ok: {len(gateway.providers)} providers, {len(gateway.models)} models, "
+                  f"provider types: {', '.join(sorted(gateway.provider_types))}")
+            return
+        _serve(args)
+    except ConfigError as exc:
+        print(f"compatgate: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    if args.demo:
+        source: str = _DEMO
+        print(
+            f"compatgate demo: http://{args.host}:{args.port}/v1 — API key 'sk-demo', "
+            "models 'demo-chat' and 'demo-embedding' (offline, no provider key needed)",
+            file=sys.stderr,
+        )
+    else:
+        source = args.config or "compatgate.toml"
+        if args.config is None and not os.path.exists(source):
+            raise ConfigError("no ./compatgate.toml here: pass --config PATH, or --demo to try it offline")
+        source = os.path.abspath(source)
+    options: dict[str, Any] = {"host": args.host, "port": args.port, "log_level": args.log_level}
+    if args.workers > 1:
+        os.environ[_CONFIG_ENV] = source
+        uvicorn.run("compatgate.cli:worker_app", factory=True, workers=args.workers, **options)
+    else:
+        app = create_app(_demo_config() if source == _DEMO else source)  # config errors surface here
+        uvicorn.run(app, **options)

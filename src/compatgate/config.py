@@ -1,0 +1,234 @@
+"""Loading and checking the configuration (a TOML file or the equivalent dict).
+
+Strings may read the environment: ``"${OPENAI_API_KEY}"``, or ``"${PORT:-8000}"`` with a
+default. A missing variable, an unknown key or a value of the wrong type is a `ConfigError`
+whose message names the place (``providers.openai.api_key``). Plugins read their own tables
+from ``[plugins.<name>]`` through `Config.plugin`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .exceptions import ConfigError
+
+__all__ = ["Config", "GatewaySettings", "ModelConfig", "ProviderConfig", "load_config"]
+
+DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """The ``[gateway]`` table."""
+
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    load_entrypoints: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """One ``[providers.<name>]`` table. Keys not listed here are the provider type's `options`."""
+
+    name: str
+    type: str
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    owned_by: str | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 600.0
+    max_connections: int = 1000
+    transport: str = "aiohttp"
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """One ``[[models]]`` entry. Keys not listed here are `options` for the provider."""
+
+    name: str
+    provider: str
+    upstream_model: str
+    owned_by: str | None = None
+    created: int = 0
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration, checked."""
+
+    gateway: GatewaySettings
+    providers: Mapping[str, ProviderConfig]
+    models: tuple[ModelConfig, ...]
+    plugins: Mapping[str, Mapping[str, Any]]
+    source: str = "<dict>"
+
+    def plugin(self, name: str) -> Mapping[str, Any]:
+        """The ``[plugins.<name>]`` table (empty when absent)."""
+        return self.plugins.get(name, {})
+
+
+def load_config(config: str | os.PathLike[str] | Mapping[str, Any] | Config) -> Config:
+    """Read and check a configuration from a TOML path, a dict or an existing `Config`."""
+    if isinstance(config, Config):
+        return config
+    if isinstance(config, Mapping):
+        return _parse(config, "<dict>")
+    path = Path(config)
+    try:
+        with path.open("rb") as file:
+            raw = tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return _parse(raw, str(path))
+
+
+def _parse(raw: Mapping[str, Any], source: str) -> Config:
+    data = _expand(raw, "")
+    _only(data, "", {"gateway", "providers", "models", "plugins"}, source)
+    gateway = _gateway(_table(data, "gateway", source), source)
+    providers = {
+        name: _provider(name, _as_table(table, f"providers.{name}", source), source)
+        for name, table in _table(data, "providers", source).items()
+    }
+    models_raw = data.get("models", [])
+    if not isinstance(models_raw, list):
+        raise ConfigError(f"{source}: 'models' must be an array of tables ([[models]])")
+    models = tuple(
+        _model(i, _as_table(entry, f"models[{i}]", source), providers, source)
+        for i, entry in enumerate(models_raw)
+    )
+    seen: set[str] = set()
+    for model in models:
+        if model.name in seen:
+            raise ConfigError(f"{source}: model {model.name!r} is defined twice in [[models]]")
+        seen.add(model.name)
+    plugins = {
+        name: _as_table(table, f"plugins.{name}", source)
+        for name, table in _table(data, "plugins", source).items()
+    }
+    return Config(gateway, providers, models, plugins, source)
+
+
+def _gateway(table: dict[str, Any], source: str) -> GatewaySettings:
+    _only(table, "gateway", {"api_keys", "max_request_bytes", "load_entrypoints"}, source)
+    keys = table.get("api_keys", [])
+    if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
+        raise ConfigError(f"{source}: gateway.api_keys must be an array of non-empty strings")
+    size = _typed(table, "gateway", "max_request_bytes", int, DEFAULT_MAX_REQUEST_BYTES, source)
+    if size <= 0:
+        raise ConfigError(f"{source}: gateway.max_request_bytes must be positive")
+    entrypoints = _typed(table, "gateway", "load_entrypoints", bool, True, source)
+    return GatewaySettings(tuple(keys), size, entrypoints)
+
+
+_PROVIDER_KEYS = {
+    "type": str,
+    "base_url": str,
+    "api_key": str,
+    "headers": dict,
+    "owned_by": str,
+    "connect_timeout": float,
+    "read_timeout": float,
+    "max_connections": int,
+    "transport": str,
+}
+
+
+def _provider(name: str, table: dict[str, Any], source: str) -> ProviderConfig:
+    where = f"providers.{name}"
+    if "type" not in table:
+        raise ConfigError(f"{source}: {where}.type is required (e.g. type = \"openai\")")
+    known = {key: _typed(table, where, key, kind, None, source) for key, kind in _PROVIDER_KEYS.items()}
+    headers = known.pop("headers") or {}
+    if not all(isinstance(v, str) for v in headers.values()):
+        raise ConfigError(f"{source}: {where}.headers values must be strings")
+    if known["transport"] not in (None, "aiohttp", "httpx"):
+        raise ConfigError(f"{source}: {where}.transport must be \"aiohttp\" or \"httpx\"")
+    options = {key: value for key, value in table.items() if key not in _PROVIDER_KEYS}
+    given = {key: value for key, value in known.items() if value is not None}
+    return ProviderConfig(name=name, headers=headers, options=options, **given)
+
+
+def _model(
+    index: int, table: dict[str, Any], providers: Mapping[str, ProviderConfig], source: str
+) -> ModelConfig:
+    where = f"models[{index}]"
+    name = _typed(table, where, "name", str, None, source)
+    provider = _typed(table, where, "provider", str, None, source)
+    if not name or not provider:
+        raise ConfigError(f"{source}: {where} needs both 'name' and 'provider'")
+    if provider not in providers:
+        known = ", ".join(sorted(providers)) or "none"
+        raise ConfigError(
+            f"{source}: {where} ({name!r}) names provider {provider!r}, which is not defined "
+            f"in [providers] (defined: {known})"
+        )
+    upstream = _typed(table, where, "upstream_model", str, name, source)
+    owned_by = _typed(table, where, "owned_by", str, None, source)
+    created = _typed(table, where, "created", int, 0, source)
+    fixed = {"name", "provider", "upstream_model", "owned_by", "created"}
+    options = {key: value for key, value in table.items() if key not in fixed}
+    return ModelConfig(name, provider, upstream, owned_by, created, options)
+
+
+def _expand(value: Any, where: str) -> Any:
+    if isinstance(value, str):
+        return _VARIABLE.sub(lambda match: _variable(match, where), value)
+    if isinstance(value, Mapping):
+        return {key: _expand(item, f"{where}.{key}" if where else key) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_expand(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    return value
+
+
+def _variable(match: re.Match[str], where: str) -> str:
+    name, default = match.group(1), match.group(2)
+    value = os.environ.get(name)
+    if value is None:
+        if default is None:
+            raise ConfigError(f"environment variable {name} is not set (needed by {where})")
+        return default
+    return value
+
+
+def _table(data: Mapping[str, Any], key: str, source: str) -> dict[str, Any]:
+    return _as_table(data.get(key, {}), key, source)
+
+
+def _as_table(value: Any, where: str, source: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{source}: {where} must be a table")
+    return dict(value)
+
+
+def _only(table: Mapping[str, Any], where: str, allowed: set[str], source: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        place = f"{where}." if where else ""
+        raise ConfigError(
+            f"{source}: unknown key {place}{unknown[0]} (allowed here: {', '.join(sorted(allowed))})"
+        )
+
+
+def _typed(table: Mapping[str, Any], where: str, key: str, kind: type, default: Any, source: str) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is not bool and isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(f"{source}: {where}.{key} must be of type {kind.__name__}")
+    return value

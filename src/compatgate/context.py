@@ -1,0 +1,99 @@
+"""What the hooks receive about one request: who asked, for which model, and where it goes."""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from .config import ModelConfig
+    from .gateway import Gateway
+    from .provider import Provider
+
+__all__ = ["Principal", "RequestContext", "Route"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller, as an `authenticate` hook returns it.
+
+    ``key_id`` names the key without revealing it (never the secret itself).
+    ``allowed_models`` holds glob patterns (``"gpt-4o*"``); ``None`` allows every model.
+    ``metadata`` is free-form (owner, tier, budget id...) for other plugins to read.
+    """
+
+    key_id: str
+    allowed_models: tuple[str, ...] | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def allows(self, model: str) -> bool:
+        if self.allowed_models is None:
+            return True
+        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.allowed_models)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a request goes, as a `route_model` hook returns it.
+
+    ``provider`` serves the request with ``upstream_model`` as the model name upstream;
+    ``model`` is the configured model entry when there is one.
+    """
+
+    provider: Provider
+    upstream_model: str
+    model: ModelConfig | None = None
+
+
+class RequestContext:
+    """One request on its way through the gateway.
+
+    ``endpoint`` names the operation (``"chat.completions"``, ``"completions"``,
+    ``"embeddings"``); ``stream`` and ``include_usage`` say whether the client asked for a
+    stream and for its final usage chunk; ``body`` is the decoded JSON body as the client sent it until the
+    `transform_request` hooks replace it; ``state`` is scratch space that plugins share
+    between their hooks for this one request (key it by plugin name).
+    """
+
+    __slots__ = (
+        "gateway",
+        "request_id",
+        "endpoint",
+        "request",
+        "body",
+        "model",
+        "stream",
+        "include_usage",
+        "principal",
+        "route",
+        "state",
+        "started",
+        "first_token_at",
+    )
+
+    def __init__(self, gateway: Gateway, request_id: str, endpoint: str, request: Request) -> None:
+        self.gateway = gateway
+        self.request_id = request_id
+        self.endpoint = endpoint
+        self.request = request
+        self.body: dict[str, Any] = {}
+        self.model: str = ""
+        self.stream: bool = False
+        self.include_usage: bool = False
+        self.principal: Principal | None = None
+        self.route: Route | None = None
+        self.state: dict[str, Any] = {}
+        self.started = time.perf_counter()
+        self.first_token_at: float | None = None
+
+    @property
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000.0
+
+    def __repr__(self) -> str:
+        return f"<RequestContext {self.request_id} {self.endpoint} model={self.model!r}>"

@@ -1,0 +1,220 @@
+"""`Gateway`: the ASGI app, mountable anywhere (``app.mount("/v1", Gateway("compatgate.toml"))``).
+
+Each instance owns its configuration, plugin manager, providers and their connection pools;
+two gateways in one process share nothing. The configuration and the plugins are checked at
+construction, so a mistake fails at start-up. Connections open lazily on the first request
+(a Starlette ``Mount`` does not run a sub-app's lifespan) or in `Gateway.lifespan`, which a
+host app composes into its own; shutting that down closes every upstream connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Route, Router
+from starlette.types import Receive, Scope, Send
+
+from .config import Config, ModelConfig, load_config
+from .context import Principal, RequestContext
+from .endpoints import APIEndpoint, ModelsEndpoint, not_found
+from .exceptions import AuthenticationError, ConfigError
+from .hooks import Hooks, create_plugin_manager
+from .provider import Provider
+
+__all__ = ["Gateway"]
+
+logger = logging.getLogger("compatgate")
+
+# path -> (endpoint name, provider method)
+API_ROUTES = {
+    "/chat/completions": ("chat.completions", "chat_completions"),
+    "/completions": ("completions", "completions"),
+    "/embeddings": ("embeddings", "embeddings"),
+}
+
+
+class Gateway:
+    """An OpenAI-compatible gateway as an ASGI app.
+
+    ``config`` is a path to a TOML file or the equivalent dict; ``plugins`` are registered after
+    the default and entry-point plugins (so they run first); a plugin given as a class is
+    instantiated as ``cls(gateway)``.
+    """
+
+    def __init__(
+        self,
+        config: str | os.PathLike[str] | Mapping[str, Any] | Config,
+        *,
+        plugins: Iterable[object] = (),
+    ) -> None:
+        self.config = load_config(config)
+        self.state: dict[str, Any] = {}
+        self.pm = create_plugin_manager(
+            plugins,
+            load_entrypoints=self.config.gateway.load_entrypoints,
+            instantiate=lambda cls: cls(self),
+        )
+        self.hooks = Hooks(self.pm)
+        self.provider_types = self._provider_types()
+        self.providers: dict[str, Provider] = {
+            name: self._provider(name) for name in self.config.providers
+        }
+        self.models: dict[str, ModelConfig] = {}
+        for model in self.config.models:
+            self.providers[model.provider].check_model(model)
+            self.models[model.name] = model
+        self.router = Router(routes=self._routes(), default=not_found)
+        self._started = False
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if not self._started:
+            await self.startup()
+        await self.router(scope, receive, send)
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Open provider pools and run the `startup` hooks (once; later calls do nothing)."""
+        async with self._lock:
+            if self._started:
+                return
+            self.hooks.refresh()
+            for provider in self.providers.values():
+                await provider.start()
+            await self.hooks.each("startup", gateway=self)
+            self._started = True
+
+    async def aclose(self) -> None:
+        """Run the `shutdown` hooks and close every upstream connection."""
+        async with self._lock:
+            if not self._started:
+                return
+            self._started = False
+            await self.hooks.each("shutdown", isolate=True, gateway=self)
+            for provider in self.providers.values():
+                try:
+                    await provider.aclose()
+                except Exception:
+                    logger.exception("compatgate: closing provider %s failed", provider.name)
+
+    @asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """Start now and close on exit: ``Starlette(lifespan=gateway.lifespan)``, or
+        ``async with gateway.lifespan(): ...`` inside a host app's own lifespan."""
+        await self.startup()
+        try:
+            yield
+        finally:
+            await self.aclose()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- what endpoints and plugins use -----------------------------------------------------
+
+    async def authenticate(self, request: Request) -> Principal:
+        """The caller, from the `authenticate` hooks; 401 when no plugin accepts the key."""
+        api_key = _api_key(request)
+        principal = await self.hooks.first("authenticate", gateway=self, request=request, api_key=api_key)
+        if principal is not None:
+            return principal
+        if api_key is None:
+            raise AuthenticationError(
+                "You didn't provide an API key. Send it in an Authorization header "
+                "(Authorization: Bearer YOUR_KEY) or an x-api-key header."
+            )
+        raise AuthenticationError("Incorrect API key provided.")
+
+    async def list_models(self, principal: Principal) -> list[dict[str, Any]]:
+        """The models ``principal`` may use, from every `list_models` hook."""
+        seen: dict[str, dict[str, Any]] = {}
+        for entries in await self.hooks.each("list_models", gateway=self, principal=principal):
+            for entry in entries or ():
+                model_id = entry.get("id")
+                if isinstance(model_id, str) and model_id not in seen and principal.allows(model_id):
+                    seen[model_id] = {"object": "model", "created": 0, "owned_by": "system", **entry}
+        return list(seen.values())
+
+    async def headers(self, ctx: RequestContext) -> list[tuple[bytes, bytes]]:
+        """Response headers for ``ctx``: ``x-request-id`` and the `response_headers` hooks'."""
+        headers = [(b"x-request-id", ctx.request_id.encode())]
+        if self.hooks.implemented("response_headers"):
+            names = {b"x-request-id"}
+            for extra in await self.hooks.each("response_headers", ctx=ctx):
+                for name, value in (extra or {}).items():
+                    key = name.lower().encode("latin-1")
+                    if key not in names:
+                        names.add(key)
+                        headers.append((key, value.encode("latin-1")))
+        return headers
+
+    # -- construction -----------------------------------------------------------------------
+
+    def _provider_types(self) -> dict[str, type[Provider]]:
+        types: dict[str, type[Provider]] = {}
+
+        def register(cls: type[Provider]) -> None:
+            if not (isinstance(cls, type) and issubclass(cls, Provider) and cls.type):
+                raise TypeError(f"register_providers: {cls!r} is not a Provider subclass with a type")
+            types.setdefault(cls.type, cls)
+
+        self.pm.hook.register_providers(register=register)
+        return types
+
+    def _provider(self, name: str) -> Provider:
+        config = self.config.providers[name]
+        cls = self.provider_types.get(config.type)
+        if cls is None:
+            known = ", ".join(sorted(self.provider_types))
+            raise ConfigError(
+                f"{self.config.source}: providers.{name}.type = {config.type!r}: no installed plugin "
+                f"serves this type (installed types: {known}); install compatgate-{config.type}?"
+            )
+        try:
+            return cls(config)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.config.source}: {exc}") from None
+
+    def _routes(self) -> list[BaseRoute]:
+        routes: list[BaseRoute] = []
+        self.pm.hook.register_routes(gateway=self, register=routes.append)
+        for path, (name, method) in API_ROUTES.items():
+            routes.append(Route(path, APIEndpoint(self, name, method)))
+        models = ModelsEndpoint(self)
+        routes += [Route("/models", models), Route("/models/{model:path}", models)]
+        return routes
+
+    def __repr__(self) -> str:
+        return f"<Gateway {self.config.source} providers={sorted(self.providers)}>"
+
+
+def _api_key(request: Request) -> str | None:
+    authorization = request.headers.get("authorization")
+    if authorization:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            return credentials.strip()
+    key = request.headers.get("x-api-key")
+    return key.strip() if key and key.strip() else None

@@ -1,0 +1,176 @@
+"""The hooks a compatgate plugin can implement.
+
+A plugin is a module or an object with functions named after these hooks and marked with
+``compatgate.hookimpl``; it may take any subset of a hook's arguments. Plugins are found
+through the ``compatgate`` entry-point group, or passed as ``Gateway(config, plugins=[...])``.
+The built-in behaviour is made of default plugins marked ``trylast``, so any plugin runs first.
+
+Hooks marked *may be async* accept a plain function or an ``async def``: the gateway calls the
+implementations one by one in pluggy's order (``tryfirst`` first, then the most recently
+registered, ``trylast`` last), awaits each result, and combines them as each hook says.
+pluggy's ``hookwrapper``/``wrapper`` implementations are not supported on those hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.routing import BaseRoute
+
+    from .context import Principal, RequestContext, Route
+    from .gateway import Gateway
+    from .provider import Provider
+    from .usage import UsageRecord
+
+hookspec = pluggy.HookspecMarker("compatgate")
+hookimpl = pluggy.HookimplMarker("compatgate")
+
+__all__ = ["hookimpl", "hookspec"]
+
+
+@hookspec
+def register_providers(register: Callable[[type[Provider]], None]) -> None:
+    """Register provider classes by calling ``register(ProviderClass)`` once for each.
+
+    A provider class serves the ``[providers.<name>]`` tables whose ``type`` equals its
+    ``type`` attribute. Synchronous; every implementation is called. When two plugins register
+    the same type, the first call wins (plugins run before the built-in ``trylast`` ones, so a
+    plugin can replace the built-in ``openai`` provider).
+    """
+
+
+@hookspec
+def register_routes(gateway: Gateway, register: Callable[[BaseRoute], None]) -> None:
+    """Add Starlette routes to the gateway by calling ``register(route)``.
+
+    Paths are relative to where the gateway is mounted. Synchronous; every implementation is
+    called, at construction. Plugin routes are matched before the built-in ones.
+    """
+
+
+@hookspec
+def startup(gateway: Gateway) -> Awaitable[None] | None:
+    """Open what the plugin needs (pools, connections) before the first request.
+
+    May be async; every implementation is awaited, in order. An exception stops the start-up.
+    Runs once per gateway, in the event loop that serves it.
+    """
+
+
+@hookspec
+def shutdown(gateway: Gateway) -> Awaitable[None] | None:
+    """Close what `startup` opened. May be async; every implementation is awaited; an
+    exception is logged and the others still run."""
+
+
+@hookspec
+def authenticate(
+    gateway: Gateway, request: Request, api_key: str | None
+) -> Principal | None | Awaitable[Principal | None]:
+    """Say who is calling.
+
+    ``api_key`` is the key from ``Authorization: Bearer <key>`` or ``x-api-key: <key>``, None
+    when the request carries neither. Return a `Principal` to accept, None to leave the
+    decision to the next plugin, or raise `AuthenticationError` (or any `GatewayError`) to
+    refuse outright. May be async; the first non-None result wins and the rest are not called.
+    When every implementation returns None the request gets 401 ``invalid_api_key``.
+    """
+
+
+@hookspec
+def list_models(
+    gateway: Gateway, principal: Principal
+) -> Iterable[Mapping[str, Any]] | None | Awaitable[Iterable[Mapping[str, Any]] | None]:
+    """Contribute entries to ``GET /models``: OpenAI model objects (``id``, ``object``,
+    ``created``, ``owned_by``).
+
+    May be async; every implementation is called and the lists are concatenated in order; for a
+    repeated ``id`` the first entry wins. Entries the principal may not use are left out.
+    """
+
+
+@hookspec
+def route_model(
+    gateway: Gateway, ctx: RequestContext, model: str
+) -> Route | None | Awaitable[Route | None]:
+    """Choose where a request for ``model`` goes.
+
+    Return a `Route` (a provider and the upstream model name) or None to leave it to the next
+    plugin. May be async; the first non-None result wins. When every implementation returns
+    None the request gets 404 ``model_not_found``.
+    """
+
+
+@hookspec
+def transform_request(
+    ctx: RequestContext, body: dict[str, Any]
+) -> dict[str, Any] | None | Awaitable[dict[str, Any] | None]:
+    """Change the request body before it goes upstream.
+
+    Return a new body, or None to keep ``body`` (which may have been changed in place). May be
+    async; implementations run in order, each receiving the previous one's body. The final body
+    becomes ``ctx.body``; the gateway then replaces ``model`` by the route's upstream model.
+    """
+
+
+@hookspec
+def admit_request(ctx: RequestContext) -> Awaitable[None] | None:
+    """Let the request go upstream, or refuse it by raising a `GatewayError`
+    (e.g. `RateLimitError`, `InsufficientQuotaError`).
+
+    Runs after authentication, routing and `transform_request`. May be async; every
+    implementation is awaited in order until one raises. Whatever an implementation reserves
+    here it releases in `record_usage`, which fires for refused requests too.
+    """
+
+
+@hookspec
+def transform_response(
+    ctx: RequestContext, response: dict[str, Any]
+) -> dict[str, Any] | None | Awaitable[dict[str, Any] | None]:
+    """Change a non-streamed response body before the client gets it.
+
+    Return a new body or None to keep ``response`` (possibly changed in place). May be async;
+    chained in order like `transform_request`. When no plugin implements it, the upstream's
+    bytes are relayed untouched.
+    """
+
+
+@hookspec
+def transform_stream_chunk(
+    ctx: RequestContext, chunk: dict[str, Any]
+) -> dict[str, Any] | None | Awaitable[dict[str, Any] | None]:
+    """Change one streamed chunk (an OpenAI ``chat.completion.chunk`` or ``text_completion``
+    object) before the client gets it.
+
+    Return a new chunk or None to keep ``chunk`` (possibly changed in place). May be async;
+    chained in order. Called for every chunk the client receives (not for a usage chunk the
+    client did not ask for). When no plugin implements it, chunks are relayed as the upstream
+    sent their bytes.
+    """
+
+
+@hookspec
+def response_headers(
+    ctx: RequestContext,
+) -> Mapping[str, str] | None | Awaitable[Mapping[str, str] | None]:
+    """Add HTTP headers to the response (errors and streams included), e.g. rate-limit headers.
+
+    May be async; every implementation is called and the mappings are merged in order; for a
+    repeated header name the first value wins.
+    """
+
+
+@hookspec
+def record_usage(ctx: RequestContext, record: UsageRecord) -> Awaitable[None] | None:
+    """Learn how a request ended: exactly once per API request (success, refusal, upstream
+    error, broken stream or client abort), after the last byte was sent or the client left.
+
+    May be async; every implementation is awaited in order, shielded from cancellation. An
+    exception is logged and does not stop the others.
+    """

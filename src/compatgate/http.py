@@ -1,0 +1,133 @@
+"""The upstream HTTP client: the one place that knows which transport runs under the httpx API.
+
+`create_client` builds one pooled ``httpx2.AsyncClient`` per provider (keep-alive, the
+provider's timeouts and headers); ``transport = "aiohttp"`` (the default, chosen by
+measurement) or ``"httpx"`` (httpx2's own) selects what carries it. The error helpers turn
+transport failures and upstream error bodies into `UpstreamError`s that never carry the
+upstream key or credentials from a URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx2
+import orjson
+
+from .aiohttp_transport import AiohttpTransport
+from .config import ProviderConfig
+from .exceptions import (
+    UpstreamError,
+    UpstreamStreamError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
+
+__all__ = ["create_client", "request_errors", "scrub", "stream_errors", "upstream_error"]
+
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+          404: "invalid_request_error", 429: "rate_limit_error"}
+
+
+def create_client(config: ProviderConfig, **kwargs: Any) -> httpx2.AsyncClient:
+    """A pooled client for ``config.base_url`` with the provider's timeouts and headers."""
+    limits = httpx2.Limits(
+        max_connections=config.max_connections, max_keepalive_connections=config.max_connections
+    )
+    transport: httpx2.AsyncBaseTransport
+    if config.transport == "httpx":
+        transport = httpx2.AsyncHTTPTransport(limits=limits)
+    else:
+        transport = AiohttpTransport(limits=limits)
+    timeout = httpx2.Timeout(
+        connect=config.connect_timeout,
+        read=config.read_timeout,
+        write=config.read_timeout,
+        pool=config.connect_timeout,
+    )
+    return httpx2.AsyncClient(
+        base_url=config.base_url or "",
+        headers=dict(config.headers),
+        timeout=timeout,
+        transport=transport,
+        **kwargs,
+    )
+
+
+@contextmanager
+def request_errors(provider: str) -> Iterator[None]:
+    """Map failures before the upstream answered: timeout -> 504, anything else -> 502."""
+    try:
+        yield
+    except httpx2.TimeoutException:
+        raise UpstreamTimeoutError(f"The upstream provider {provider!r} timed out.") from None
+    except httpx2.HTTPError as exc:
+        raise UpstreamUnavailableError(
+            f"The upstream provider {provider!r} could not be reached ({type(exc).__name__})."
+        ) from None
+
+
+@contextmanager
+def stream_errors(provider: str) -> Iterator[None]:
+    """Map failures while an upstream body is being read to `UpstreamStreamError`."""
+    try:
+        yield
+    except httpx2.TimeoutException:
+        raise UpstreamStreamError(
+            f"The upstream provider {provider!r} stopped sending data (timed out).",
+            status_code=504,
+        ) from None
+    except httpx2.HTTPError as exc:
+        raise UpstreamStreamError(
+            f"The connection to the upstream provider {provider!r} broke ({type(exc).__name__})."
+        ) from None
+
+
+def upstream_error(status: int, content: bytes, *, secrets: Iterable[str | None] = ()) -> UpstreamError:
+    """An `UpstreamError` with the upstream's status and its error in OpenAI form."""
+    message, type_, code, param = _describe(content)
+    if not message:
+        message = f"The upstream provider answered with HTTP {status}."
+    return UpstreamError(
+        scrub(message, secrets),
+        status_code=status if 400 <= status <= 599 else 502,
+        type=type_ or _TYPES.get(status, "upstream_error" if status < 500 else "api_error"),
+        code=code,
+        param=param,
+    )
+
+
+def _describe(content: bytes) -> tuple[str, str | None, str | None, str | None]:
+    try:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return content.decode("utf-8", "replace").strip()[:2000], None, None, None
+    error = data.get("error", data) if isinstance(data, dict) else data
+    if isinstance(error, list) and error and isinstance(error[0], dict):  # Gemini-style lists
+        error = error[0].get("error", error[0])
+    if isinstance(error, str):
+        return error, None, None, None
+    if not isinstance(error, dict):
+        return str(error)[:2000], None, None, None
+    message = error.get("message") or error.get("detail") or error.get("msg") or ""
+    code = error.get("code")
+    return (
+        message if isinstance(message, str) else orjson.dumps(message).decode(),
+        _str(error.get("type")),
+        str(code) if code is not None else None,
+        _str(error.get("param")),
+    )
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def scrub(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with every secret (key, password, URL credential) replaced by ``***``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4 and secret in text:
+            text = text.replace(secret, "***")
+    return text

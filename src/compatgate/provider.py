@@ -1,0 +1,219 @@
+"""Providers: what serves a ``[providers.<name>]`` table, and the replies they give.
+
+A provider class sets ``type`` (the ``type = "..."`` it serves) and implements the endpoint
+methods it supports; each receives the request context and the body to send (``model``
+already replaced by the upstream model name) and returns a `Reply`, or for ``stream: true``
+a `ChunkStream` of OpenAI-shaped chunks. Providers that convert another protocol build the
+OpenAI shapes themselves; the gateway does the rest (usage, truncation checks, SSE framing).
+
+`HTTPProvider` adds the pooled upstream client and helpers to post JSON and read an
+event stream with upstream errors already mapped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import httpx2
+import orjson
+
+from .config import ModelConfig, ProviderConfig
+from .exceptions import ConfigError, NotFoundError, UpstreamStreamError
+from .http import create_client, request_errors, stream_errors, upstream_error
+from .sse import SSEDecoder, ServerSentEvent, SSEError
+
+if TYPE_CHECKING:
+    from .context import RequestContext
+
+__all__ = ["Chunk", "ChunkStream", "HTTPProvider", "Provider", "Reply"]
+
+Body = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Reply:
+    """A complete (non-streamed) answer. ``raw``, when given, is ``data`` exactly as the
+    upstream encoded it, relayed as is when no hook changes the body."""
+
+    data: Body
+    raw: bytes | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class Chunk:
+    """One streamed chunk: the decoded object, and the upstream's bytes for it when relayable."""
+
+    __slots__ = ("data", "raw")
+
+    def __init__(self, data: Body, raw: bytes | None = None) -> None:
+        self.data = data
+        self.raw = raw
+
+
+class ChunkStream(Protocol):
+    """An async iterator of chunks that can be closed early (closing cancels the upstream)."""
+
+    def __aiter__(self) -> AsyncIterator[Chunk]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Provider:
+    """Base class of providers. One instance serves one ``[providers.<name>]`` table.
+
+    ``options`` and ``model_options`` declare the extra keys (name -> type) that the
+    provider table and its ``[[models]]`` entries may hold; any other key is refused at start.
+    """
+
+    type: ClassVar[str] = ""
+    options: ClassVar[Mapping[str, type]] = {}
+    model_options: ClassVar[Mapping[str, type]] = {}
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+        self.name = config.name
+        _check_options(self.options, config.options, f"providers.{config.name}")
+
+    @property
+    def owned_by(self) -> str:
+        """What ``GET /models`` shows as ``owned_by`` (the ``owned_by`` key, else the name)."""
+        return self.config.owned_by or self.name
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return self.config.options.get(name, default)
+
+    def check_model(self, model: ModelConfig) -> None:
+        """Refuse a ``[[models]]`` entry this provider cannot serve (raise `ConfigError`)."""
+        _check_options(self.model_options, model.options, f"models {model.name!r}")
+
+    async def start(self) -> None:
+        """Open connections; called once, in the serving event loop, before the first use."""
+
+    async def aclose(self) -> None:
+        """Close what `start` opened."""
+
+    async def chat_completions(self, ctx: RequestContext, body: Body) -> Reply | ChunkStream:
+        raise self.unsupported(ctx)
+
+    async def completions(self, ctx: RequestContext, body: Body) -> Reply | ChunkStream:
+        raise self.unsupported(ctx)
+
+    async def embeddings(self, ctx: RequestContext, body: Body) -> Reply:
+        raise self.unsupported(ctx)
+
+    def unsupported(self, ctx: RequestContext) -> NotFoundError:
+        return NotFoundError(
+            f"The model {ctx.model!r} does not support {ctx.endpoint.replace('.', '/')} "
+            f"(provider type {self.type!r}).",
+            code="unsupported_endpoint",
+        )
+
+
+class HTTPProvider(Provider):
+    """A provider that calls an HTTP upstream through one pooled client."""
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        if not config.base_url:
+            raise ConfigError(f"providers.{config.name}.base_url is required for type {self.type!r}")
+        self._client: httpx2.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx2.AsyncClient:
+        if self._client is None:
+            self._client = create_client(self.config)
+        return self._client
+
+    async def start(self) -> None:
+        self.client  # noqa: B018 - create the pool now
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    @property
+    def secrets(self) -> tuple[str | None, ...]:
+        """What must never reach a client: the key, header values, URL credentials."""
+        url = httpx2.URL(self.config.base_url or "")
+        return (self.config.api_key, *self.config.headers.values(), url.password, url.username)
+
+    def headers(self, ctx: RequestContext) -> dict[str, str]:
+        """Headers of every upstream call (override to authenticate differently)."""
+        headers = {"content-type": "application/json", "x-request-id": ctx.request_id}
+        if self.config.api_key:
+            headers["authorization"] = f"Bearer {self.config.api_key}"
+        return headers
+
+    async def send(
+        self, ctx: RequestContext, path: str, body: Body, *, stream: bool = False
+    ) -> httpx2.Response:
+        """POST ``body`` as JSON; an upstream error status becomes an `UpstreamError`."""
+        client = self.client
+        request = client.build_request("POST", path, content=orjson.dumps(body), headers=self.headers(ctx))
+        with request_errors(self.name):
+            response = await client.send(request, stream=stream)
+            if response.status_code >= 400:
+                try:
+                    content = await response.aread()
+                finally:
+                    await response.aclose()
+                raise upstream_error(response.status_code, content, secrets=self.secrets)
+        return response
+
+    async def post_json(self, ctx: RequestContext, path: str, body: Body) -> Reply:
+        """POST and decode a JSON answer."""
+        response = await self.send(ctx, path, body)
+        content = response.content
+        try:
+            data = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            raise upstream_error(502, b"The upstream answered with a body that is not JSON.") from None
+        if not isinstance(data, dict):
+            raise upstream_error(502, b"The upstream answered with JSON that is not an object.")
+        return Reply(data, content)
+
+    async def events(self, response: httpx2.Response) -> AsyncIterator[ServerSentEvent]:
+        """The server-sent events of a streamed response; the response is closed at the end,
+        on error and when the consumer closes the iterator early."""
+        decoder = SSEDecoder()
+        try:
+            with stream_errors(self.name):
+                async for data in response.aiter_bytes():
+                    try:
+                        events = decoder.feed(data)
+                    except SSEError as exc:
+                        raise UpstreamStreamError(f"The upstream stream is invalid: {exc}") from None
+                    for event in events:
+                        yield event
+        finally:
+            await response.aclose()
+
+    async def openai_chunks(self, response: httpx2.Response) -> AsyncIterator[Chunk]:
+        """Chunks of an OpenAI-format stream, up to ``data: [DONE]``."""
+        async with aclosing(self.events(response)) as events:
+            async for event in events:
+                if event.data == b"[DONE]":
+                    return
+                try:
+                    data = orjson.loads(event.data)
+                except orjson.JSONDecodeError:
+                    raise UpstreamStreamError("The upstream sent an event that is not valid JSON.") from None
+                if not isinstance(data, dict):
+                    raise UpstreamStreamError("The upstream sent an event that is not a JSON object.")
+                yield Chunk(data, event.data)
+
+
+def _check_options(allowed: Mapping[str, type], given: Mapping[str, Any], where: str) -> None:
+    for key, value in given.items():
+        kind = allowed.get(key)
+        if kind is None:
+            names = ", ".join(sorted(allowed)) or "none"
+            raise ConfigError(f"unknown key {key!r} in {where} (extra keys this provider type accepts: {names})")
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            raise ConfigError(f"{where}.{key} must be of type {kind.__name__}")

@@ -1,0 +1,100 @@
+"""Token usage, and the record of one finished request that `record_usage` hooks receive."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["Outcome", "Usage", "UsageRecord"]
+
+Outcome = Literal["ok", "error", "aborted"]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens of one request; ``cached_tokens`` and ``reasoning_tokens`` when the upstream says."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cache_write_tokens: int | None = None
+
+    @classmethod
+    def from_openai(cls, usage: Mapping[str, Any] | None) -> Usage | None:
+        """Read an OpenAI ``usage`` object (chat, completions or embeddings); None if absent."""
+        if not isinstance(usage, Mapping):
+            return None
+        prompt = _int(usage.get("prompt_tokens"))
+        completion = _int(usage.get("completion_tokens"))
+        total = _int(usage.get("total_tokens")) or prompt + completion
+        prompt_details = usage.get("prompt_tokens_details")
+        completion_details = usage.get("completion_tokens_details")
+        cached = prompt_details.get("cached_tokens") if isinstance(prompt_details, Mapping) else None
+        reasoning = (
+            completion_details.get("reasoning_tokens")
+            if isinstance(completion_details, Mapping)
+            else None
+        )
+        return cls(prompt, completion, total, _int_or_none(cached), _int_or_none(reasoning))
+
+    def to_openai(self) -> dict[str, Any]:
+        """The OpenAI ``usage`` object for this usage (details only when known)."""
+        usage: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+        if self.cached_tokens is not None:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        if self.reasoning_tokens is not None:
+            usage["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
+        return usage
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """What happened to one request, handed once to every `record_usage` hook.
+
+    ``status_code`` is the HTTP status the client received (200 for a stream that later broke);
+    ``outcome`` says how it ended: ``"ok"``, ``"error"`` (refused, upstream error, broken
+    stream) or ``"aborted"`` (the client went away). ``usage`` is the upstream's count, None when
+    it never said (an aborted stream before its usage chunk, an error). Times are milliseconds;
+    ``time_to_first_token_ms`` is None for non-streamed requests and streams that sent nothing.
+    """
+
+    request_id: str
+    endpoint: str
+    key_id: str | None
+    model: str
+    provider: str | None
+    upstream_model: str | None
+    status_code: int
+    outcome: Outcome
+    streamed: bool
+    usage: Usage | None
+    latency_ms: float
+    time_to_first_token_ms: float | None = None
+    error: str | None = None
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.usage.prompt_tokens if self.usage else 0
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.usage.completion_tokens if self.usage else 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.usage.total_tokens if self.usage else 0
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
