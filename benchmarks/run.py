@@ -153,7 +153,7 @@ def gateway_target(variant: GatewayVariant) -> Target:
     def launch(port: int, upstream: str, scratch: Path) -> list[str]:
         config = scratch / f"{variant.name}-{port}.toml"
         config.write_text(variant.render_config(upstream))
-        serve = ["compatgate", "serve", "--config", str(config)]
+        serve = ["compatgate", "serve", "--config", str(config), "--log-level", "warning"]
         return ["uv", "run", *serve, "--host", "127.0.0.1", "--port", str(port)]
 
     return Target(variant.name, "gateway", launch, ready_timeout_s=180.0)
