@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -121,8 +122,10 @@ def _listening_inodes(port: int) -> set[str]:
 
 def _descendants(pid: int) -> list[int]:
     found = [pid]
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        found.extend(_descendants(int(child)))
+    for task in Path(f"/proc/{pid}/task").iterdir():  # a child may belong to any thread
+        with contextlib.suppress(FileNotFoundError):
+            for child in (task / "children").read_text().split():
+                found.extend(_descendants(int(child)))
     return found
 
 

@@ -128,6 +128,8 @@ def write_png(path: Path, results: list[TargetResult]) -> bool:
     except ImportError:
         return False
     shown = [r for r in results if r.status == "ok" and r.kind != "direct" and r.ratio]
+    if not shown:
+        return False
     panels = (
         ("latency vs direct (×, lower is better)", ["chat_p50_ms", "sse_p50_ms", "emb_p50_ms",
                                                     "ttft_ms", "gap_ms"]),
