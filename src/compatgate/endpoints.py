@@ -208,6 +208,9 @@ _UNSUPPORTED = ("fine_tuning", "fine-tunes", "files", "organization", "billing",
 
 async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
     """Any route the gateway does not serve: 404 in the OpenAI format."""
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008, "reason": "no such WebSocket route"})
+        return
     request = Request(scope, receive)
     path = request.url.path
     root = scope.get("root_path", "")
