@@ -3,6 +3,7 @@
 ``compatgate serve [--config PATH] [--host 127.0.0.1] [--port 8000] [--workers N] [--demo]``
 serves a `Gateway` under ``/v1``; ``--demo`` needs no configuration and no network.
 ``compatgate check [--config PATH]`` loads a configuration and its plugins and reports problems.
+Installed plugins add their own commands through the `register_commands` hook.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.routing import Mount, Route
 
 from .exceptions import ConfigError
 from .gateway import Gateway
+from .hooks import create_plugin_manager
 
 __all__ = ["create_app", "main"]
 
@@ -64,12 +66,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     check = commands.add_parser("check", help="load a configuration and its plugins, report problems")
     check.add_argument("--config", default="compatgate.toml")
+    plugins = create_plugin_manager((), load_entrypoints=True, instantiate=lambda cls: cls)
+    plugins.hook.register_commands(add_command=commands.add_parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
+        if hasattr(args, "run"):  # a plugin's command
+            raise SystemExit(args.run(args) or 0)
         if args.command == "check":
             gateway = Gateway(args.config)
             print(f"ok: {len(gateway.providers)} providers, {len(gateway.models)} models, "

@@ -57,7 +57,9 @@ class RequestContext:
     ``"embeddings"``); ``stream`` and ``include_usage`` say whether the client asked for a
     stream and for its final usage chunk; ``body`` is the decoded JSON body as the client sent it until the
     `transform_request` hooks replace it; ``state`` is scratch space that plugins share
-    between their hooks for this one request (key it by plugin name).
+    between their hooks for this one request (key it by plugin name);
+    ``response_headers`` are headers a provider adds to the client's response (e.g. the
+    upstream's rate limits translated), after those of the `response_headers` hooks.
     """
 
     __slots__ = (
@@ -72,6 +74,7 @@ class RequestContext:
         "principal",
         "route",
         "state",
+        "response_headers",
         "started",
         "first_token_at",
     )
@@ -88,6 +91,7 @@ class RequestContext:
         self.principal: Principal | None = None
         self.route: Route | None = None
         self.state: dict[str, Any] = {}
+        self.response_headers: dict[str, str] = {}
         self.started = time.perf_counter()
         self.first_token_at: float | None = None
 

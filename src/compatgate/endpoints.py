@@ -69,9 +69,6 @@ class APIEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        if request.method != "POST":
-            await error_response(_method_not_allowed(request, "POST"))(scope, receive, send)
-            return
         ctx = RequestContext(self.gateway, request_id(request), self.name, request)
         usage: Usage | None = None
         error: GatewayError | None = None
@@ -100,6 +97,8 @@ class APIEndpoint:
 
     async def _prepare_and_call(self, ctx: RequestContext) -> Any:
         gateway, hooks = self.gateway, self.gateway.hooks
+        if ctx.request.method != "POST":
+            raise _method_not_allowed(ctx.request, "POST")
         ctx.principal = await gateway.authenticate(ctx.request)
         body = await read_json(ctx.request, gateway.config.gateway.max_request_bytes)
         self.validate(body)
@@ -189,6 +188,10 @@ class ModelsEndpoint:
             response = _json_response(content, await self.gateway.headers(ctx))
         except GatewayError as exc:
             response = error_response(exc, [(b"x-request-id", ctx.request_id.encode())])
+        except Exception:
+            logger.exception("compatgate: request %s failed", ctx.request_id)
+            error = GatewayError("The gateway failed to handle this request.", code="internal_error")
+            response = error_response(error, [(b"x-request-id", ctx.request_id.encode())])
         await response(scope, receive, send)
 
 

@@ -160,14 +160,18 @@ class Gateway:
     async def headers(self, ctx: RequestContext) -> list[tuple[bytes, bytes]]:
         """Response headers for ``ctx``: ``x-request-id`` and the `response_headers` hooks'."""
         headers = [(b"x-request-id", ctx.request_id.encode())]
+        extras: list[Mapping[str, str] | None] = []
         if self.hooks.implemented("response_headers"):
-            names = {b"x-request-id"}
-            for extra in await self.hooks.each("response_headers", ctx=ctx):
-                for name, value in (extra or {}).items():
-                    key = name.lower().encode("latin-1")
-                    if key not in names:
-                        names.add(key)
-                        headers.append((key, value.encode("latin-1")))
+            extras = await self.hooks.each("response_headers", ctx=ctx)
+        if ctx.response_headers:
+            extras.append(ctx.response_headers)
+        names = {b"x-request-id"}
+        for extra in extras:
+            for name, value in (extra or {}).items():
+                key = name.lower().encode("latin-1")
+                if key not in names:
+                    names.add(key)
+                    headers.append((key, value.encode("latin-1")))
         return headers
 
     # -- construction -----------------------------------------------------------------------

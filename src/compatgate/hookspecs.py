@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from argparse import ArgumentParser
+
     from starlette.requests import Request
     from starlette.routing import BaseRoute
 
@@ -50,6 +52,18 @@ def register_routes(gateway: Gateway, register: Callable[[BaseRoute], None]) -> 
 
     Paths are relative to where the gateway is mounted. Synchronous; every implementation is
     called, at construction. Plugin routes are matched before the built-in ones.
+    """
+
+
+@hookspec
+def register_commands(add_command: Callable[..., ArgumentParser]) -> None:
+    """Add ``compatgate`` CLI subcommands: ``parser = add_command("keys", help=...)`` (the
+    arguments of argparse's ``add_parser``), then ``parser.set_defaults(run=function)``;
+    ``function(args)`` runs the command and returns its exit status (None for 0).
+
+    Synchronous; every implementation is called when the CLI starts, without a gateway (on a
+    class plugin, make it a ``staticmethod``). The command reads the configuration itself,
+    e.g. from a ``--config`` option it adds.
     """
 
 
@@ -163,6 +177,17 @@ def response_headers(
 
     May be async; every implementation is called and the mappings are merged in order; for a
     repeated header name the first value wins.
+    """
+
+
+@hookspec
+def upstream_headers(
+    ctx: RequestContext, provider: Provider
+) -> Mapping[str, str] | None | Awaitable[Mapping[str, str] | None]:
+    """Add HTTP headers to the request an `HTTPProvider` sends upstream (e.g. ``traceparent``).
+
+    May be async; every implementation is called and the mappings are merged in order; a
+    header the provider sets itself (authentication) or an earlier plugin set is kept.
     """
 
 

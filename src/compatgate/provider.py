@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import httpx2
@@ -40,7 +40,6 @@ class Reply:
 
     data: Body
     raw: bytes | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class Chunk:
@@ -151,9 +150,16 @@ class HTTPProvider(Provider):
     async def send(
         self, ctx: RequestContext, path: str, body: Body, *, stream: bool = False
     ) -> httpx2.Response:
-        """POST ``body`` as JSON; an upstream error status becomes an `UpstreamError`."""
+        """POST ``body`` as JSON with `headers` and those of the `upstream_headers` hooks; an
+        upstream error status becomes an `UpstreamError` (keeping its ``Retry-After``)."""
+        headers = self.headers(ctx)
+        hooks = ctx.gateway.hooks
+        if hooks.implemented("upstream_headers"):
+            for extra in await hooks.each("upstream_headers", ctx=ctx, provider=self):
+                for name, value in (extra or {}).items():
+                    headers.setdefault(name.lower(), value)
         client = self.client
-        request = client.build_request("POST", path, content=orjson.dumps(body), headers=self.headers(ctx))
+        request = client.build_request("POST", path, content=orjson.dumps(body), headers=headers)
         with request_errors(self.name):
             response = await client.send(request, stream=stream)
             if response.status_code >= 400:
@@ -161,7 +167,10 @@ class HTTPProvider(Provider):
                     content = await response.aread()
                 finally:
                     await response.aclose()
-                raise upstream_error(response.status_code, content, secrets=self.secrets)
+                error = upstream_error(response.status_code, content, secrets=self.secrets)
+                if "retry-after" in response.headers:
+                    error.headers["retry-after"] = response.headers["retry-after"]
+                raise error
         return response
 
     async def post_json(self, ctx: RequestContext, path: str, body: Body) -> Reply:

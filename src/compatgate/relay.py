@@ -2,8 +2,9 @@
 
 Each chunk is written as it arrives (no buffering, so time to first token is kept and memory
 per stream is bounded). The relay watches for the client going away and cancels the upstream
-at once. It learns the usage from the usage chunk (stripped when the client did not ask for it)
-and checks that every choice got a ``finish_reason``: a stream that ends without one, breaks,
+at once. It learns the usage from the usage chunk (stripped when the client did not ask for it),
+or estimates it, flagged as such, from what was relayed when the stream ended without one; it
+checks that every choice got a ``finish_reason``: a stream that ends without one, breaks,
 or carries an error gets an OpenAI-format error event and no ``[DONE]``, so it never looks like
 a complete answer.
 """
@@ -22,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 from .exceptions import GatewayError, UpstreamError, UpstreamStreamError
 from .provider import ChunkStream
 from .sse import encode_event
-from .usage import Outcome, Usage
+from .usage import Outcome, Usage, estimate_prompt_tokens, estimate_tokens
 
 if TYPE_CHECKING:
     from .context import RequestContext
@@ -56,6 +57,7 @@ class StreamRelay:
         ]
         self.finish = finish
         self.usage: Usage | None = None
+        self.generated = 0  # characters of generated text relayed, for an estimate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         outcome: Outcome = "aborted"
@@ -76,7 +78,7 @@ class StreamRelay:
                     await self.chunks.aclose()
                 except Exception:  # closing a broken upstream may fail too; nothing to tell
                     logger.debug("compatgate: closing the upstream stream failed", exc_info=True)
-                await self.finish(outcome, self.usage, error)
+                await self.finish(outcome, self.usage or self._estimate(), error)
 
     async def _relay(self, send: Send) -> GatewayError | None:
         """Relay every chunk; the error that ended the stream, or None when it completed."""
@@ -98,6 +100,7 @@ class StreamRelay:
                     for choice in choices:
                         if choice.get("finish_reason"):
                             finished.add(choice.get("index", 0))
+                        self.generated += _generated(choice.get("delta") or choice)
                 elif usage and not ctx.include_usage:
                     continue
                 if transform:
@@ -123,6 +126,28 @@ class StreamRelay:
             return failure
         await send({"type": "http.response.body", "body": _DONE, "more_body": False})
         return None
+
+
+    def _estimate(self) -> Usage:
+        """The usage of a stream whose upstream never said it: estimated from the request and
+        the text relayed so far (see `estimate_tokens`)."""
+        prompt = estimate_prompt_tokens(self.ctx.body)
+        completion = estimate_tokens(self.generated)
+        return Usage(prompt, completion, prompt + completion, estimated=True)
+
+
+def _generated(delta: dict[str, Any]) -> int:
+    """Characters of generated text in one choice delta (or legacy completion choice)."""
+    size = 0
+    for key in ("content", "text", "reasoning_content", "refusal"):
+        value = delta.get(key)
+        if isinstance(value, str):
+            size += len(value)
+    for call in delta.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            size += len(function.get("arguments") or "") + len(function.get("name") or "")
+    return size
 
 
 def _stream_error(error: Any) -> UpstreamError:

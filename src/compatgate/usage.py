@@ -6,14 +6,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["Outcome", "Usage", "UsageRecord"]
+__all__ = ["Outcome", "Usage", "UsageRecord", "estimate_prompt_tokens", "estimate_tokens"]
 
 Outcome = Literal["ok", "error", "aborted"]
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Tokens of one request; ``cached_tokens`` and ``reasoning_tokens`` when the upstream says."""
+    """Tokens of one request; ``cached_tokens``, ``reasoning_tokens`` and ``cache_write_tokens``
+    when the upstream says. ``estimated`` is True when the upstream never reported the usage
+    (a stream the client aborted) and the gateway estimated it (see `estimate_tokens`)."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -21,6 +23,7 @@ class Usage:
     cached_tokens: int | None = None
     reasoning_tokens: int | None = None
     cache_write_tokens: int | None = None
+    estimated: bool = False
 
     @classmethod
     def from_openai(cls, usage: Mapping[str, Any] | None) -> Usage | None:
@@ -90,6 +93,42 @@ class UsageRecord:
     @property
     def total_tokens(self) -> int:
         return self.usage.total_tokens if self.usage else 0
+
+
+def estimate_tokens(characters: int) -> int:
+    """A documented rough estimate: one token per four characters (rounded up)."""
+    return (characters + 3) // 4
+
+
+def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
+    """Estimate the prompt tokens of a request body before it goes upstream (for admission
+    control): the characters of every message's text, the prompt or input, and the tools,
+    through `estimate_tokens`, plus four tokens of framing per message."""
+    characters = 0
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            characters += _characters(message.get("content") if isinstance(message, Mapping) else message)
+            characters += 16
+    for key in ("prompt", "input", "instructions"):
+        characters += _characters(body.get(key))
+    tools = body.get("tools")
+    if tools:
+        characters += len(repr(tools))
+    return estimate_tokens(characters)
+
+
+def _characters(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(_characters(item) for item in value)
+    if isinstance(value, Mapping):
+        text = value.get("text") if "text" in value else value.get("content")
+        return _characters(text) if text is not None else 0
+    if isinstance(value, int):
+        return 4  # a token id
+    return 0
 
 
 def _int(value: Any) -> int:

@@ -70,7 +70,7 @@ class DemoProvider(Provider):
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         if inputs and all(isinstance(i, int) for i in inputs):
             inputs = [inputs]  # one input given as token ids
-        dimensions = body.get("dimensions") or 256
+        dimensions = body.get("dimensions", 256)
         if not isinstance(dimensions, int) or not 1 <= dimensions <= 4096:
             raise InvalidRequestError("'dimensions' must be an integer from 1 to 4096.", param="dimensions")
         data, tokens = [], 0
