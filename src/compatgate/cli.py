@@ -102,10 +102,10 @@ def _serve(args: argparse.Namespace) -> None:
         if args.config is None and not os.path.exists(source):
             raise ConfigError("no ./compatgate.toml here: pass --config PATH, or --demo to try it offline")
         source = os.path.abspath(source)
+    app = create_app(_demo_config() if source == _DEMO else source)  # config errors surface here
     options: dict[str, Any] = {"host": args.host, "port": args.port, "log_level": args.log_level}
     if args.workers > 1:
         os.environ[_CONFIG_ENV] = source
         uvicorn.run("compatgate.cli:worker_app", factory=True, workers=args.workers, **options)
     else:
-        app = create_app(_demo_config() if source == _DEMO else source)  # config errors surface here
         uvicorn.run(app, **options)

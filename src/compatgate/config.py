@@ -90,7 +90,9 @@ def load_config(config: str | os.PathLike[str] | Mapping[str, Any] | Config) -> 
             raw = tomllib.load(file)
     except FileNotFoundError:
         raise ConfigError(f"configuration file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     return _parse(raw, str(path))
 
@@ -197,10 +199,10 @@ def _expand(value: Any, where: str) -> Any:
 def _variable(match: re.Match[str], where: str) -> str:
     name, default = match.group(1), match.group(2)
     value = os.environ.get(name)
-    if value is None:
-        if default is None:
-            raise ConfigError(f"environment variable {name} is not set (needed by {where})")
+    if not value and default is not None:  # as in the shell: unset or empty
         return default
+    if value is None:
+        raise ConfigError(f"environment variable {name} is not set (needed by {where})")
     return value
 
 

@@ -83,7 +83,7 @@ class APIEndpoint:
             response = _json_response(await self._body(ctx, reply), headers)
         except GatewayError as exc:
             error = exc
-            response = error_response(exc, await self._error_headers(ctx))
+            response = error_response(exc, await _error_headers(ctx))
         except Exception:
             logger.exception("compatgate: request %s failed", ctx.request_id)
             error = GatewayError("The gateway failed to handle this request.", code="internal_error")
@@ -129,13 +129,6 @@ class APIEndpoint:
             return orjson.dumps(await hooks.chain("transform_response", "response", reply.data, ctx=ctx))
         return reply.raw if reply.raw is not None else orjson.dumps(reply.data)
 
-    async def _error_headers(self, ctx: RequestContext) -> list[tuple[bytes, bytes]]:
-        try:
-            return await self.gateway.headers(ctx)
-        except Exception:
-            logger.exception("compatgate: response_headers failed for request %s", ctx.request_id)
-            return [(b"x-request-id", ctx.request_id.encode())]
-
     async def _record(
         self,
         ctx: RequestContext,
@@ -176,7 +169,8 @@ class ModelsEndpoint:
         try:
             if request.method not in ("GET", "HEAD"):
                 raise _method_not_allowed(request, "GET")
-            models = await self.gateway.list_models(await self.gateway.authenticate(request))
+            ctx.principal = await self.gateway.authenticate(request)
+            models = await self.gateway.list_models(ctx.principal)
             wanted = request.path_params.get("model")
             if wanted is None:
                 content = orjson.dumps({"object": "list", "data": models})
@@ -187,12 +181,21 @@ class ModelsEndpoint:
                 content = orjson.dumps(found[0])
             response = _json_response(content, await self.gateway.headers(ctx))
         except GatewayError as exc:
-            response = error_response(exc, [(b"x-request-id", ctx.request_id.encode())])
+            response = error_response(exc, await _error_headers(ctx))
         except Exception:
             logger.exception("compatgate: request %s failed", ctx.request_id)
             error = GatewayError("The gateway failed to handle this request.", code="internal_error")
             response = error_response(error, [(b"x-request-id", ctx.request_id.encode())])
         await response(scope, receive, send)
+
+
+async def _error_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
+    """The headers of an error response; only ``x-request-id`` when a `response_headers` hook fails."""
+    try:
+        return await ctx.gateway.headers(ctx)
+    except Exception:
+        logger.exception("compatgate: response_headers failed for request %s", ctx.request_id)
+        return [(b"x-request-id", ctx.request_id.encode())]
 
 
 def _method_not_allowed(request: Request, allowed: str) -> GatewayError:

@@ -67,7 +67,10 @@ class Gateway:
         }
         self.models: dict[str, ModelConfig] = {}
         for model in self.config.models:
-            self.providers[model.provider].check_model(model)
+            try:
+                self.providers[model.provider].check_model(model)
+            except ConfigError as exc:
+                raise ConfigError(f"{self.config.source}: {exc}") from None
             self.models[model.name] = model
         self.router = Router(routes=self._routes(), default=not_found)
         self._started = False

@@ -21,7 +21,7 @@ import httpx2
 import orjson
 
 from .config import ModelConfig, ProviderConfig
-from .exceptions import ConfigError, NotFoundError, UpstreamStreamError
+from .exceptions import ConfigError, NotFoundError, UpstreamError, UpstreamStreamError
 from .http import create_client, request_errors, stream_errors, upstream_error
 from .sse import SSEDecoder, ServerSentEvent, SSEError
 
@@ -147,6 +147,11 @@ class HTTPProvider(Provider):
             headers["authorization"] = f"Bearer {self.config.api_key}"
         return headers
 
+    def error_for(self, status: int, content: bytes) -> UpstreamError:
+        """The `UpstreamError` for an upstream answer with error ``status`` and body ``content``
+        (override to read an upstream's own error format; scrub `secrets` from what you keep)."""
+        return upstream_error(status, content, secrets=self.secrets)
+
     async def send(
         self, ctx: RequestContext, path: str, body: Body, *, stream: bool = False
     ) -> httpx2.Response:
@@ -167,7 +172,7 @@ class HTTPProvider(Provider):
                     content = await response.aread()
                 finally:
                     await response.aclose()
-                error = upstream_error(response.status_code, content, secrets=self.secrets)
+                error = self.error_for(response.status_code, content)
                 if "retry-after" in response.headers:
                     error.headers["retry-after"] = response.headers["retry-after"]
                 raise error

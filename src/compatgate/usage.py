@@ -27,7 +27,9 @@ class Usage:
 
     @classmethod
     def from_openai(cls, usage: Mapping[str, Any] | None) -> Usage | None:
-        """Read an OpenAI ``usage`` object (chat, completions or embeddings); None if absent."""
+        """Read an OpenAI ``usage`` object (chat, completions or embeddings); None if absent.
+        ``prompt_tokens_details.cache_write_tokens`` (in OpenAI's schema; providers that bill
+        cache writes, such as Anthropic, report them there) becomes ``cache_write_tokens``."""
         if not isinstance(usage, Mapping):
             return None
         prompt = _int(usage.get("prompt_tokens"))
@@ -36,12 +38,15 @@ class Usage:
         prompt_details = usage.get("prompt_tokens_details")
         completion_details = usage.get("completion_tokens_details")
         cached = prompt_details.get("cached_tokens") if isinstance(prompt_details, Mapping) else None
+        written = prompt_details.get("cache_write_tokens") if isinstance(prompt_details, Mapping) else None
         reasoning = (
             completion_details.get("reasoning_tokens")
             if isinstance(completion_details, Mapping)
             else None
         )
-        return cls(prompt, completion, total, _int_or_none(cached), _int_or_none(reasoning))
+        return cls(
+            prompt, completion, total, _int_or_none(cached), _int_or_none(reasoning), _int_or_none(written)
+        )
 
     def to_openai(self) -> dict[str, Any]:
         """The OpenAI ``usage`` object for this usage (details only when known)."""
@@ -52,6 +57,8 @@ class Usage:
         }
         if self.cached_tokens is not None:
             usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        if self.cache_write_tokens is not None:
+            usage.setdefault("prompt_tokens_details", {})["cache_write_tokens"] = self.cache_write_tokens
         if self.reasoning_tokens is not None:
             usage["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
         return usage
