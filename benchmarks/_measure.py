@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import itertools
 import json
 import os
 import signal
@@ -200,7 +201,9 @@ class StreamTiming:
     gap_p99_ms: float
 
 
-def _one_stream(conn: http.client.HTTPConnection, path: str, body: bytes) -> tuple[float, list[float]]:
+def _one_stream(
+    conn: http.client.HTTPConnection, path: str, body: bytes
+) -> tuple[float, list[float]]:
     """Send one streamed request; return (start, arrival time of each data event but [DONE])."""
     start = time.perf_counter()
     conn.request("POST", path, body, HEADERS)
@@ -239,7 +242,7 @@ def stream_probe(url: str, body: bytes, streams: int, content_chunks: int) -> St
                 raise BenchError(f"slow stream: {len(stamps)} events < {content_chunks}")
             ttfts.append(stamps[0] - start)
             timed = stamps[:content_chunks]
-            gaps.extend(b - a for a, b in zip(timed, timed[1:], strict=False))
+            gaps.extend(b - a for a, b in itertools.pairwise(timed))
     finally:
         conn.close()
     gaps.sort()
@@ -250,3 +253,21 @@ def stream_probe(url: str, body: bytes, streams: int, content_chunks: int) -> St
         gap_mean_ms=statistics.fmean(gaps) * 1000,
         gap_p99_ms=gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))] * 1000,
     )
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def core_user_s(core: int) -> float:
+    """User+nice CPU seconds spent on one core since boot (all processes); 0 if no such core."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{core} "):
+            fields = line.split()
+            return (int(fields[1]) + int(fields[2])) / CLOCK_TICKS
+    return 0.0
+
+
+def process_cpu_s(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of one process, all threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-MetricKind = Literal["latency", "throughput", "memory"]
+MetricKind = Literal["latency", "throughput", "absolute"]  # absolute: no ratio vs direct
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("emb_rps", "emb req/s", "throughput"),
     Metric("ttft_ms", "TTFT ms", "latency"),
     Metric("gap_ms", "chunk gap ms", "latency"),
-    Metric("rss_warm_mib", "RSS warm MiB", "memory"),
-    Metric("rss_after_mib", "RSS after MiB", "memory"),
+    Metric("cpu_us_per_req", "CPU µs/req", "absolute"),
+    Metric("rss_warm_mib", "RSS warm MiB", "absolute"),
+    Metric("rss_after_mib", "RSS after MiB", "absolute"),
 )
 
 
@@ -55,7 +56,7 @@ def compute_ratios(results: list[TargetResult]) -> None:
         return
     for result in results:
         for metric in METRICS:
-            if metric.kind == "memory":
+            if metric.kind == "absolute":
                 continue
             value, base = result.metrics.get(metric.key), direct.metrics.get(metric.key)
             if value is None or base is None or base == 0:
@@ -81,8 +82,10 @@ def _cell(result: TargetResult, metric: Metric) -> str:
     if result.kind == "direct" or metric.key not in result.ratio:
         return text
     if metric.kind == "latency":
-        text += f" (+{result.added[metric.key]:.3f})" if result.added[metric.key] >= 0 else (
-            f" ({result.added[metric.key]:.3f})"
+        text += (
+            f" (+{result.added[metric.key]:.3f})"
+            if result.added[metric.key] >= 0
+            else (f" ({result.added[metric.key]:.3f})")
         )
     return f"{text} ×{result.ratio[metric.key]:.2f}"
 
@@ -119,7 +122,7 @@ def write_json(path: Path, meta: dict[str, object], results: list[TargetResult])
 
 
 def write_png(path: Path, results: list[TargetResult]) -> bool:
-    """Bar charts of the ratios vs direct; returns False when matplotlib is not installed."""
+    """Added latency (ms) and throughput (req/s, log scale); False without matplotlib."""
     try:
         import matplotlib
 
@@ -127,26 +130,31 @@ def write_png(path: Path, results: list[TargetResult]) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    shown = [r for r in results if r.status == "ok" and r.kind != "direct" and r.ratio]
-    if not shown:
+    measured = [r for r in results if r.status == "ok" and r.metrics]
+    added = [r for r in measured if r.kind != "direct" and r.added]
+    if not added:
         return False
     panels = (
-        ("latency vs direct (×, lower is better)", ["chat_p50_ms", "sse_p50_ms", "emb_p50_ms",
-                                                    "ttft_ms", "gap_ms"]),
-        ("throughput at 64 connections vs direct (×, higher is better)",
+        ("added latency vs direct, ms (1 connection; lower is better)", added, "added",
+         ["chat_p50_ms", "sse_p50_ms", "emb_p50_ms", "ttft_ms", "gap_ms"]),
+        ("req/s at 64 connections (log scale; higher is better)", measured, "metrics",
          ["chat_rps", "sse_rps", "emb_rps"]),
     )  # fmt: skip
-    figure, axes = plt.subplots(1, 2, figsize=(14, 5))
-    width = 0.8 / max(1, len(shown))
-    for axis, (title, keys) in zip(axes, panels, strict=True):
+    colors = {r.name: f"C{i}" for i, r in enumerate(measured)}  # same colour in both panels
+    figure, axes = plt.subplots(1, 2, figsize=(15, 5.5))
+    for axis, (title, shown, attribute, keys) in zip(axes, panels, strict=True):
+        width = 0.8 / len(shown)
         for i, result in enumerate(shown):
+            values: dict[str, float] = getattr(result, attribute)
             xs = [k + i * width for k in range(len(keys))]
-            axis.bar(xs, [result.ratio.get(k, 0.0) for k in keys], width, label=result.name)
+            heights = [values.get(k, 0.0) for k in keys]
+            axis.bar(xs, heights, width, label=result.name, color=colors[result.name])
         axis.set_xticks([k + width * (len(shown) - 1) / 2 for k in range(len(keys))])
-        axis.set_xticklabels(keys, rotation=20)
-        axis.axhline(1.0, color="black", linewidth=0.8)
+        axis.set_xticklabels(keys)
         axis.set_title(title)
         axis.legend(fontsize=8)
+        if attribute == "metrics":
+            axis.set_yscale("log")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)

@@ -31,6 +31,8 @@ from pathlib import Path
 from _measure import (
     BenchError,
     Process,
+    core_user_s,
+    process_cpu_s,
     rss_mib,
     run_wrk,
     server_pid,
@@ -55,7 +57,10 @@ CHAT_REQUEST: dict[str, object] = {
     "max_tokens": 64,
 }
 SSE_REQUEST = {**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}}
-EMBEDDINGS_REQUEST = {"model": "text-embedding-3-small", "input": "The quick brown fox."}
+EMBEDDINGS_REQUEST: dict[str, object] = {
+    "model": "text-embedding-3-small",
+    "input": "The quick brown fox.",
+}
 
 
 def _body(request: dict[str, object]) -> bytes:
@@ -208,9 +213,7 @@ class StartError(BenchError):
 
 
 @contextlib.contextmanager
-def running(
-    target: Target, upstream: str, scratch: Path, pin: list[str]
-) -> Iterator[Session]:
+def running(target: Target, upstream: str, scratch: Path, pin: list[str]) -> Iterator[Session]:
     """Start `target` against `upstream` (pinned with `pin`), wait until it answers, stop it."""
     if target.launch is None:
         port = int(upstream.rsplit(":", 1)[1].split("/")[0])
@@ -230,6 +233,10 @@ def running(
         yield Session(base, port, process)
     finally:
         process.stop()
+
+
+NOISE_CORE = 1  # the targets' core: user CPU there not spent by the target is foreign load
+NOISE_LIMIT_PCT = 5.0
 
 
 def measure_fast(session: Session, settings: Settings, scratch: Path, result: TargetResult) -> None:
@@ -260,6 +267,9 @@ def measure_fast(session: Session, settings: Settings, scratch: Path, result: Ta
         wrk(scenario, 8, settings.warmup_s)
     if pid is not None:
         result.metrics["rss_warm_mib"] = rss_mib(pid)
+    started, core_before = time.monotonic(), core_user_s(NOISE_CORE)
+    requests_before = result.requests_total
+    cpu_before = process_cpu_s(pid) if pid is not None else (0.0, 0.0)
     for scenario in usable:
         p50, p99, _ = wrk(scenario, 1, settings.latency_s)
         result.metrics[f"{scenario.prefix}_p50_ms"] = p50
@@ -267,7 +277,16 @@ def measure_fast(session: Session, settings: Settings, scratch: Path, result: Ta
     for scenario in usable:
         _, _, rps = wrk(scenario, settings.throughput_connections, settings.throughput_s)
         result.metrics[f"{scenario.prefix}_rps"] = rps
-    if pid is not None:
+    cpu_after = process_cpu_s(pid) if pid is not None else (0.0, 0.0)
+    foreign = core_user_s(NOISE_CORE) - core_before - (cpu_after[0] - cpu_before[0])
+    foreign_pct = 100 * max(0.0, foreign) / (time.monotonic() - started)
+    if pid is not None:  # direct loads core 0 only: other processes then move to core 1
+        result.raw["core1_foreign_user_cpu_pct"] = round(foreign_pct, 1)
+        if foreign_pct > NOISE_LIMIT_PCT:
+            result.notes.append(f"noisy machine: other processes used {foreign_pct:.0f}% of core 1")
+        measured = result.requests_total - requests_before
+        cpu_s = sum(cpu_after) - sum(cpu_before)
+        result.metrics["cpu_us_per_req"] = 1e6 * cpu_s / max(1, measured)
         result.metrics["rss_after_mib"] = rss_mib(pid)
 
 
@@ -344,7 +363,13 @@ def main() -> int:
     parser.add_argument("--litellm", action="store_true", help="also measure a LiteLLM proxy")
     parser.add_argument("--litellm-bin", help="path to the litellm executable")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json")
+    parser.add_argument("--replot", action="store_true", help="re-render --output, measure nothing")
     args = parser.parse_args()
+    if args.replot:
+        saved = json.loads(args.output.read_text())["targets"]
+        print(render_table([TargetResult(**target) for target in saved]))
+        write_png(args.output.with_suffix(".png"), [TargetResult(**t) for t in saved])
+        return 0
 
     if shutil.which("wrk") is None:
         print("wrk is not installed: install it with `apt-get install -y wrk`", file=sys.stderr)

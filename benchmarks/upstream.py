@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import importlib.util
 import json
 import math
 import urllib.parse
@@ -272,16 +274,14 @@ def main() -> None:
     parser.add_argument("--slow-port", type=int, default=None)
     parser.add_argument("--slow-delay-ms", type=float, default=5.0)
     args = parser.parse_args()
-    try:
-        import uvloop
+    server = serve(args.host, args.port, args.slow_port, args.slow_delay_ms)
+    with contextlib.suppress(KeyboardInterrupt):
+        if importlib.util.find_spec("uvloop") is not None:
+            import uvloop
 
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    try:
-        runner(serve(args.host, args.port, args.slow_port, args.slow_delay_ms))
-    except KeyboardInterrupt:
-        pass
+            uvloop.run(server)
+        else:
+            asyncio.run(server)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import uvicorn
 from starlette.applications import Starlette
@@ -16,7 +16,7 @@ HOP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "k
 POOL_SIZE = 256  # generous so that 64 benchmark connections never queue for a pooled connection
 
 
-def relay_headers(items: list[tuple[str, str]]) -> dict[str, str]:
+def relay_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     return {k: v for k, v in items if k.lower() not in HOP_HEADERS}
 
 

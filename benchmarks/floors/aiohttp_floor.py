@@ -25,7 +25,7 @@ def make_app(upstream: str) -> Starlette:
             data=await request.body(),
             headers={"authorization": f"Bearer {UPSTREAM_KEY}", "content-type": "application/json"},
         )
-        headers = relay_headers([(k, v) for k, v in response.headers.items()])
+        headers = relay_headers(response.headers.items())
         if response.content_type == "text/event-stream":
             close = BackgroundTask(response.release)
             chunks = response.content.iter_any()

@@ -22,11 +22,12 @@ from .gateway import Gateway
 from .hookspecs import hookimpl
 from .provider import Chunk, ChunkStream, HTTPProvider, Provider, Reply
 from .sse import SSEDecoder, ServerSentEvent, encode_event
-from .usage import Usage, UsageRecord
+from .usage import Attempt, Usage, UsageRecord
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Attempt",
     "AuthenticationError",
     "Chunk",
     "ChunkStream",

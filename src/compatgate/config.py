@@ -32,6 +32,8 @@ class GatewaySettings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     load_entrypoints: bool = True
+    access_log: str = "text"
+    log_prompts: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +127,8 @@ def _parse(raw: Mapping[str, Any], source: str) -> Config:
 
 
 def _gateway(table: dict[str, Any], source: str) -> GatewaySettings:
-    _only(table, "gateway", {"api_keys", "max_request_bytes", "load_entrypoints"}, source)
+    allowed = {"api_keys", "max_request_bytes", "load_entrypoints", "access_log", "log_prompts"}
+    _only(table, "gateway", allowed, source)
     keys = table.get("api_keys", [])
     if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
         raise ConfigError(f"{source}: gateway.api_keys must be an array of non-empty strings")
@@ -133,7 +136,11 @@ def _gateway(table: dict[str, Any], source: str) -> GatewaySettings:
     if size <= 0:
         raise ConfigError(f"{source}: gateway.max_request_bytes must be positive")
     entrypoints = _typed(table, "gateway", "load_entrypoints", bool, True, source)
-    return GatewaySettings(tuple(keys), size, entrypoints)
+    access_log = _typed(table, "gateway", "access_log", str, "text", source)
+    if access_log not in ("text", "json", "off"):
+        raise ConfigError(f"{source}: gateway.access_log must be \"text\", \"json\" or \"off\"")
+    prompts = _typed(table, "gateway", "log_prompts", bool, False, source)
+    return GatewaySettings(tuple(keys), size, entrypoints, access_log, prompts)
 
 
 _PROVIDER_KEYS = {

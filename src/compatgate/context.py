@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .config import ModelConfig
     from .gateway import Gateway
     from .provider import Provider
+    from .usage import Attempt
 
 __all__ = ["Principal", "RequestContext", "Route"]
 
@@ -59,7 +60,8 @@ class RequestContext:
     `transform_request` hooks replace it; ``state`` is scratch space that plugins share
     between their hooks for this one request (key it by plugin name);
     ``response_headers`` are headers a provider adds to the client's response (e.g. the
-    upstream's rate limits translated), after those of the `response_headers` hooks.
+    upstream's rate limits translated), after those of the `response_headers` hooks;
+    ``attempts`` lists the upstream calls made so far.
     """
 
     __slots__ = (
@@ -75,6 +77,7 @@ class RequestContext:
         "route",
         "state",
         "response_headers",
+        "attempts",
         "started",
         "first_token_at",
     )
@@ -92,6 +95,7 @@ class RequestContext:
         self.route: Route | None = None
         self.state: dict[str, Any] = {}
         self.response_headers: dict[str, str] = {}
+        self.attempts: list[Attempt] = []
         self.started = time.perf_counter()
         self.first_token_at: float | None = None
 

@@ -153,6 +153,7 @@ class APIEndpoint:
             latency_ms=ctx.elapsed_ms,
             time_to_first_token_ms=(first - ctx.started) * 1000.0 if first is not None else None,
             error=error.message if error is not None else None,
+            attempts=tuple(ctx.attempts),
         )
         await self.gateway.hooks.each("record_usage", isolate=True, ctx=ctx, record=record)
 

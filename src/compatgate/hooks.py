@@ -29,6 +29,7 @@ DEFAULT_PLUGINS = (
     "compatgate.defaults.routing",
     "compatgate.defaults.openai",
     "compatgate.defaults.demo",
+    "compatgate.defaults.accesslog",
 )
 
 Impl = tuple[Callable[..., Any], tuple[str, ...]]

@@ -12,6 +12,7 @@ event stream with upstream errors already mapped.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -21,9 +22,10 @@ import httpx2
 import orjson
 
 from .config import ModelConfig, ProviderConfig
-from .exceptions import ConfigError, NotFoundError, UpstreamError, UpstreamStreamError
+from .exceptions import ConfigError, GatewayError, NotFoundError, UpstreamError, UpstreamStreamError
 from .http import create_client, request_errors, stream_errors, upstream_error
 from .sse import SSEDecoder, ServerSentEvent, SSEError
+from .usage import Attempt
 
 if TYPE_CHECKING:
     from .context import RequestContext
@@ -156,7 +158,8 @@ class HTTPProvider(Provider):
         self, ctx: RequestContext, path: str, body: Body, *, stream: bool = False
     ) -> httpx2.Response:
         """POST ``body`` as JSON with `headers` and those of the `upstream_headers` hooks; an
-        upstream error status becomes an `UpstreamError` (keeping its ``Retry-After``)."""
+        upstream error status becomes an `UpstreamError` (keeping its ``Retry-After``). The
+        call is recorded in ``ctx.attempts``."""
         headers = self.headers(ctx)
         hooks = ctx.gateway.hooks
         if hooks.implemented("upstream_headers"):
@@ -165,17 +168,26 @@ class HTTPProvider(Provider):
                     headers.setdefault(name.lower(), value)
         client = self.client
         request = client.build_request("POST", path, content=orjson.dumps(body), headers=headers)
-        with request_errors(self.name):
-            response = await client.send(request, stream=stream)
-            if response.status_code >= 400:
-                try:
-                    content = await response.aread()
-                finally:
-                    await response.aclose()
-                error = self.error_for(response.status_code, content)
-                if "retry-after" in response.headers:
-                    error.headers["retry-after"] = response.headers["retry-after"]
-                raise error
+        started = time.perf_counter()
+        model = body.get("model") if isinstance(body.get("model"), str) else None
+        try:
+            with request_errors(self.name):
+                response = await client.send(request, stream=stream)
+                if response.status_code >= 400:
+                    try:
+                        content = await response.aread()
+                    finally:
+                        await response.aclose()
+                    error = self.error_for(response.status_code, content)
+                    if "retry-after" in response.headers:
+                        error.headers["retry-after"] = response.headers["retry-after"]
+                    raise error
+        except GatewayError as exc:
+            elapsed = (time.perf_counter() - started) * 1000.0
+            ctx.attempts.append(Attempt(self.name, model, exc.status_code, exc.message, elapsed))
+            raise
+        elapsed = (time.perf_counter() - started) * 1000.0
+        ctx.attempts.append(Attempt(self.name, model, response.status_code, None, elapsed))
         return response
 
     async def post_json(self, ctx: RequestContext, path: str, body: Body) -> Reply:

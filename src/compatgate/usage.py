@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["Outcome", "Usage", "UsageRecord", "estimate_prompt_tokens", "estimate_tokens"]
+__all__ = ["Attempt", "Outcome", "Usage", "UsageRecord", "estimate_prompt_tokens", "estimate_tokens"]
 
 Outcome = Literal["ok", "error", "aborted"]
 
@@ -65,6 +65,20 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class Attempt:
+    """One call to an upstream, as `HTTPProvider.send` records it in ``ctx.attempts``:
+    ``status_code`` is the upstream's (or 502/504 when it could not be reached or timed out),
+    ``error`` the error message when it failed, ``latency_ms`` the time to its response headers.
+    """
+
+    provider: str
+    upstream_model: str | None
+    status_code: int
+    error: str | None
+    latency_ms: float
+
+
+@dataclass(frozen=True, slots=True)
 class UsageRecord:
     """What happened to one request, handed once to every `record_usage` hook.
 
@@ -73,6 +87,7 @@ class UsageRecord:
     stream) or ``"aborted"`` (the client went away). ``usage`` is the upstream's count, None when
     it never said (an aborted stream before its usage chunk, an error). Times are milliseconds;
     ``time_to_first_token_ms`` is None for non-streamed requests and streams that sent nothing.
+    ``attempts`` lists every upstream call made for the request, in order (retries included).
     """
 
     request_id: str
@@ -88,6 +103,7 @@ class UsageRecord:
     latency_ms: float
     time_to_first_token_ms: float | None = None
     error: str | None = None
+    attempts: tuple[Attempt, ...] = ()
 
     @property
     def prompt_tokens(self) -> int:
