@@ -132,14 +132,14 @@ def test_plugin_tables(tmp_path: Path):
 [gateway]
 api_keys = ["k"]
 
-[plugins.ratelimit]
+[plugins.example]
 requests_per_minute = 60
 burst = { size = 10, refill = 1.5 }
 
 [plugins.audit]
 """)
     gateway = Gateway(path)
-    assert gateway.config.plugin("ratelimit") == {"requests_per_minute": 60, "burst": {"size": 10, "refill": 1.5}}
+    assert gateway.config.plugin("example") == {"requests_per_minute": 60, "burst": {"size": 10, "refill": 1.5}}
     assert gateway.config.plugin("audit") == {}
     assert gateway.config.plugin("absent") == {}
     assert gateway.providers == {} and gateway.models == {}

@@ -72,7 +72,16 @@ class Gateway:
             except ConfigError as exc:
                 raise ConfigError(f"{self.config.source}: {exc}") from None
             self.models[model.name] = model
-        self.router = Router(routes=self._routes(), default=not_found)
+        routes = self._routes()
+        self.router = Router(routes=routes, default=not_found)
+        # The API endpoints by path, for a dispatch that skips route matching on the hot path
+        # (unless a plugin route claims the same path: plugin routes come first).
+        self._endpoints = {
+            route.path: route.app
+            for route in routes
+            if isinstance(route, Route) and isinstance(route.app, APIEndpoint)
+            and not any(getattr(r, "path", None) == route.path for r in routes[: routes.index(route)])
+        }
         self._started = False
         self._lock = asyncio.Lock()
 
@@ -82,7 +91,13 @@ class Gateway:
             return
         if not self._started:
             await self.startup()
-        await self.router(scope, receive, send)
+        path = scope["path"]
+        root = scope.get("root_path", "")
+        endpoint = self._endpoints.get(path[len(root):] if root and path.startswith(root) else path)
+        if endpoint is not None and scope["type"] == "http":
+            await endpoint(scope, receive, send)
+        else:
+            await self.router(scope, receive, send)
 
     # -- life cycle -------------------------------------------------------------------------
 

@@ -121,6 +121,7 @@ class HTTPProvider(Provider):
         if not config.base_url:
             raise ConfigError(f"providers.{config.name}.base_url is required for type {self.type!r}")
         self._client: httpx2.AsyncClient | None = None
+        self._urls: dict[str, httpx2.URL] = {}
 
     @property
     def client(self) -> httpx2.AsyncClient:
@@ -135,6 +136,16 @@ class HTTPProvider(Provider):
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+    def url(self, path: str) -> httpx2.URL:
+        """The absolute URL of ``path`` under ``base_url``, parsed once (URL parsing is a
+        measurable part of each upstream call)."""
+        url = self._urls.get(path)
+        if url is None:
+            url = httpx2.URL(self.config.base_url.rstrip("/") + "/" + path.lstrip("/"))  # type: ignore[union-attr]
+            if len(self._urls) < 1024:
+                self._urls[path] = url
+        return url
 
     @property
     def secrets(self) -> tuple[str | None, ...]:
@@ -167,7 +178,7 @@ class HTTPProvider(Provider):
                 for name, value in (extra or {}).items():
                     headers.setdefault(name.lower(), value)
         client = self.client
-        request = client.build_request("POST", path, content=orjson.dumps(body), headers=headers)
+        request = client.build_request("POST", self.url(path), content=orjson.dumps(body), headers=headers)
         started = time.perf_counter()
         model = body.get("model") if isinstance(body.get("model"), str) else None
         try:
