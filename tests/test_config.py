@@ -265,3 +265,15 @@ def test_dict_and_file_give_the_same_config(tmp_path: Path, monkeypatch: pytest.
     assert from_dict.source == "<dict>"
     assert (from_dict.gateway, from_dict.providers, from_dict.models) == (
         from_file.gateway, from_file.providers, from_file.models)
+
+
+def test_a_plugin_that_fails_to_load_stops_the_start_up(monkeypatch: pytest.MonkeyPatch):
+    from importlib.metadata import EntryPoint
+
+    import compatgate.hooks
+
+    broken = EntryPoint(name="broken", value="compatgate_no_such_module_xyz", group="compatgate")
+    monkeypatch.setattr(compatgate.hooks, "entry_points", lambda group: [broken])
+    with pytest.raises(ConfigError, match="'broken'.*failed to load.*ModuleNotFoundError"):
+        Gateway({"gateway": {"api_keys": ["k"]}})
+    Gateway({"gateway": {"api_keys": ["k"], "load_entrypoints": False}})  # opting out still starts

@@ -19,6 +19,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
+from .exceptions import ConfigError
 
 __all__ = ["DEFAULT_PLUGINS", "Hooks", "create_plugin_manager"]
 
@@ -48,7 +49,13 @@ def create_plugin_manager(
     if load_entrypoints:
         for entry_point in entry_points(group="compatgate"):
             if pm.get_plugin(entry_point.name) is None:
-                plugin = entry_point.load()
+                try:
+                    plugin = entry_point.load()
+                except Exception as exc:  # a broken install must not start a gateway without it
+                    raise ConfigError(
+                        f"the installed plugin {entry_point.name!r} ({entry_point.value}) failed to "
+                        f"load: {type(exc).__name__}: {exc}"
+                    ) from exc
                 pm.register(_instance(plugin, instantiate), name=entry_point.name)
     for plugin in plugins:
         pm.register(_instance(plugin, instantiate))
