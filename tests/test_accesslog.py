@@ -87,3 +87,37 @@ def test_attempts_are_recorded(gw: Served, upstream):
     assert (attempt.provider, attempt.upstream_model, attempt.status_code, attempt.error) == (
         "up", "gpt-4o-2024-08-06", 500, "boom")
     assert ok.attempts[0].status_code == 200 and ok.attempts[0].latency_ms > 0
+
+
+def test_unknown_urls_carry_a_request_id(gw: Served):
+    response = httpx2.get(f"{gw.url}/no/such/route", headers={"x-request-id": "req-404"})
+    assert response.status_code == 404 and response.headers["x-request-id"] == "req-404"
+    assert httpx2.get(f"{gw.url}/files").headers["x-request-id"].startswith("req_")
+
+
+def test_records_carry_the_answer_and_the_error_code(gw: Served, upstream):
+    fake, _ = upstream
+    fake.handler = fake.json_reply({**ANSWER, "id": "chatcmpl-7", "model": "gpt-4o-2024-08-06"})
+    gw.client().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    stream = b"".join(
+        b"data: " + orjson.dumps({"id": "chatcmpl-8", "object": "chat.completion.chunk", "created": 1,
+                                  "model": "gpt-4o-mini", "choices": choices}) + b"\n\n"
+        for choices in (
+            [{"index": 0, "delta": {"content": "a"}, "finish_reason": None},
+             {"index": 1, "delta": {"content": "b"}, "finish_reason": None}],
+            [{"index": 1, "delta": {}, "finish_reason": "length"}],
+            [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}],
+        )
+    ) + b"data: [DONE]\n\n"
+    fake.handler = fake.sse_reply(stream)
+    list(gw.client().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}],
+                                             stream=True, n=2))
+    with pytest.raises(openai.AuthenticationError):
+        gw.client(key="sk-wrong").chat.completions.create(model="gpt-4o", messages=[])
+    plain, streamed, refused = gw.records(3)
+    assert (plain.finish_reasons, plain.response_model, plain.response_id) == (
+        ("stop",), "gpt-4o-2024-08-06", "chatcmpl-7")
+    assert (streamed.finish_reasons, streamed.response_model, streamed.response_id) == (
+        ("length", "tool_calls"), "gpt-4o-mini", "chatcmpl-8")
+    assert plain.error_code is None and refused.error_code == "invalid_api_key"
+    assert (refused.finish_reasons, refused.response_model) == ((), None)

@@ -22,6 +22,7 @@ from .gateway import Gateway
 from .hookspecs import hookimpl
 from .provider import Chunk, ChunkStream, HTTPProvider, Provider, Reply
 from .sse import SSEDecoder, ServerSentEvent, encode_event
+from .timeouts import call_provider
 from .usage import Attempt, Usage, UsageRecord
 
 __version__ = "0.1.0"
@@ -59,6 +60,7 @@ __all__ = [
     "UpstreamUnavailableError",
     "Usage",
     "UsageRecord",
+    "call_provider",
     "encode_event",
     "hookimpl",
     "load_config",

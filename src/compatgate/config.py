@@ -21,6 +21,7 @@ from .exceptions import ConfigError
 __all__ = ["Config", "GatewaySettings", "ModelConfig", "ProviderConfig", "load_config"]
 
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -34,6 +35,10 @@ class GatewaySettings:
     load_entrypoints: bool = True
     access_log: str = "text"
     log_prompts: bool = False
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    response_store: str = "sqlite"
+    response_store_path: str = "compatgate-responses.sqlite3"
+    response_store_url: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,8 @@ class ProviderConfig:
     max_connections: int = 1000
     transport: str = "aiohttp"
     options: Mapping[str, Any] = field(default_factory=dict)
+    first_token_timeout: float | None = None
+    total_timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +134,8 @@ def _parse(raw: Mapping[str, Any], source: str) -> Config:
 
 
 def _gateway(table: dict[str, Any], source: str) -> GatewaySettings:
-    allowed = {"api_keys", "max_request_bytes", "load_entrypoints", "access_log", "log_prompts"}
+    allowed = {"api_keys", "max_request_bytes", "load_entrypoints", "access_log", "log_prompts",
+               "max_upload_bytes", "response_store", "response_store_path", "response_store_url"}
     _only(table, "gateway", allowed, source)
     keys = table.get("api_keys", [])
     if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
@@ -140,7 +148,20 @@ def _gateway(table: dict[str, Any], source: str) -> GatewaySettings:
     if access_log not in ("text", "json", "off"):
         raise ConfigError(f"{source}: gateway.access_log must be \"text\", \"json\" or \"off\"")
     prompts = _typed(table, "gateway", "log_prompts", bool, False, source)
-    return GatewaySettings(tuple(keys), size, entrypoints, access_log, prompts)
+    upload = _typed(table, "gateway", "max_upload_bytes", int, DEFAULT_MAX_UPLOAD_BYTES, source)
+    if upload <= 0:
+        raise ConfigError(f"{source}: gateway.max_upload_bytes must be positive")
+    store = _typed(table, "gateway", "response_store", str, "sqlite", source)
+    if store not in ("sqlite", "postgres", "off"):
+        raise ConfigError(f"{source}: gateway.response_store must be \"sqlite\", \"postgres\" or \"off\"")
+    store_url = _typed(table, "gateway", "response_store_url", str, None, source)
+    if store == "postgres" and not store_url:
+        raise ConfigError(f"{source}: gateway.response_store = \"postgres\" needs gateway.response_store_url")
+    return GatewaySettings(
+        tuple(keys), size, entrypoints, access_log, prompts, upload, store,
+        _typed(table, "gateway", "response_store_path", str, "compatgate-responses.sqlite3", source),
+        store_url,
+    )
 
 
 _PROVIDER_KEYS = {
@@ -151,6 +172,8 @@ _PROVIDER_KEYS = {
     "owned_by": str,
     "connect_timeout": float,
     "read_timeout": float,
+    "first_token_timeout": float,
+    "total_timeout": float,
     "max_connections": int,
     "transport": str,
 }
@@ -166,6 +189,9 @@ def _provider(name: str, table: dict[str, Any], source: str) -> ProviderConfig:
         raise ConfigError(f"{source}: {where}.headers values must be strings")
     if known["transport"] not in (None, "aiohttp", "httpx"):
         raise ConfigError(f"{source}: {where}.transport must be \"aiohttp\" or \"httpx\"")
+    for key in ("first_token_timeout", "total_timeout"):
+        if known[key] is not None and known[key] <= 0:
+            raise ConfigError(f"{source}: {where}.{key} must be a positive number of seconds")
     options = {key: value for key, value in table.items() if key not in _PROVIDER_KEYS}
     given = {key: value for key, value in known.items() if value is not None}
     return ProviderConfig(name=name, headers=headers, options=options, **given)

@@ -55,7 +55,9 @@ class RequestContext:
     """One request on its way through the gateway.
 
     ``endpoint`` names the operation (``"chat.completions"``, ``"completions"``,
-    ``"embeddings"``); ``stream`` and ``include_usage`` say whether the client asked for a
+    ``"embeddings"``, ``"responses"``, ``"images.generations"``, ``"images.edits"``,
+    ``"audio.transcriptions"``, ``"audio.translations"``, ``"audio.speech"``, ``"moderations"``,
+    ``"realtime"``); ``stream`` and ``include_usage`` say whether the client asked for a
     stream and for its final usage chunk; ``body`` is the decoded JSON body as the client sent it until the
     `transform_request` hooks replace it; ``state`` is scratch space that plugins share
     between their hooks for this one request (key it by plugin name);

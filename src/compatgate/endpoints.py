@@ -20,9 +20,12 @@ from starlette.types import Receive, Scope, Send
 
 from .context import RequestContext
 from .exceptions import GatewayError, ModelNotFoundError, NotFoundError, PermissionDeniedError
-from .provider import Reply
+from .byterelay import ByteRelay
+from .provider import RawReply, Reply
 from .relay import StreamRelay
+from .timeouts import call_provider
 from .usage import Outcome, Usage, UsageRecord
+from .uploads import Form, read_form
 from .validation import VALIDATORS, read_json
 
 if TYPE_CHECKING:
@@ -34,6 +37,13 @@ logger = logging.getLogger("compatgate")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _JSON = "application/json"
+
+# What an answer said: its finish reasons, model and id (see `UsageRecord`).
+Answer = tuple[tuple[str, ...], str | None, str | None]
+_NO_ANSWER: Answer = ((), None, None)
+
+# The endpoints whose body is multipart/form-data (see `read_form`); the others take JSON.
+FORM_ENDPOINTS = frozenset({"images.edits", "audio.transcriptions", "audio.translations"})
 
 
 def request_id(request: Request) -> str:
@@ -61,6 +71,8 @@ def _json_response(content: bytes, headers: list[tuple[bytes, bytes]]) -> Respon
 class APIEndpoint:
     """An ASGI app serving one POST endpoint that goes upstream (``chat.completions``...)."""
 
+    http_method = "POST"
+
     def __init__(self, gateway: Gateway, name: str, method: str) -> None:
         self.gateway = gateway
         self.name = name
@@ -71,15 +83,27 @@ class APIEndpoint:
         request = Request(scope, receive)
         ctx = RequestContext(self.gateway, request_id(request), self.name, request)
         usage: Usage | None = None
+        answer: Answer = _NO_ANSWER
         error: GatewayError | None = None
         try:
             reply = await self._prepare_and_call(ctx)
             headers = await self.gateway.headers(ctx)
+            if isinstance(reply, RawReply):
+                relay: StreamRelay = ByteRelay(
+                    ctx, reply, headers,
+                    lambda o, u, e: self._record(ctx, 200, o, u, e, _NO_ANSWER),
+                )
+                await relay(scope, receive, send)
+                return
             if not isinstance(reply, Reply):
-                relay = StreamRelay(ctx, reply, headers, lambda o, u, e: self._record(ctx, 200, o, u, e))
+                relay = StreamRelay(
+                    ctx, reply, headers,
+                    lambda o, u, e: self._record(ctx, 200, o, u, e, _relayed(relay)),
+                )
                 await relay(scope, receive, send)
                 return
             usage = Usage.from_openai(reply.data.get("usage"))
+            answer = _answered(reply.data)
             response = _json_response(await self._body(ctx, reply), headers)
         except GatewayError as exc:
             error = exc
@@ -93,14 +117,21 @@ class APIEndpoint:
             await response(scope, receive, send)
         finally:
             with anyio.CancelScope(shield=True):
-                await self._record(ctx, response.status_code, outcome, usage, error)
+                await self._record(ctx, response.status_code, outcome, usage, error, answer)
+
+    async def _read(self, ctx: RequestContext) -> dict[str, Any]:
+        """The request body: JSON, or the fields of a multipart form (a `Form`)."""
+        settings = self.gateway.config.gateway
+        if self.name in FORM_ENDPOINTS:
+            return await read_form(ctx.request, settings.max_upload_bytes)
+        return await read_json(ctx.request, settings.max_request_bytes)
 
     async def _prepare_and_call(self, ctx: RequestContext) -> Any:
         gateway, hooks = self.gateway, self.gateway.hooks
-        if ctx.request.method != "POST":
-            raise _method_not_allowed(ctx.request, "POST")
+        if ctx.request.method != self.http_method:
+            raise _method_not_allowed(ctx.request, self.http_method)
         ctx.principal = await gateway.authenticate(ctx.request)
-        body = await read_json(ctx.request, gateway.config.gateway.max_request_bytes)
+        body = await self._read(ctx)
         self.validate(body)
         ctx.body, ctx.model = body, body["model"]
         ctx.stream = body.get("stream") is True
@@ -116,12 +147,17 @@ class APIEndpoint:
                 f"The model '{ctx.model}' does not exist or you do not have access to it.", param="model"
             )
         ctx.route = route
-        if hooks.implemented("transform_request"):
+        if hooks.implemented("transform_request") and not isinstance(ctx.body, Form):
             ctx.body = await hooks.chain("transform_request", "body", ctx.body, ctx=ctx)
         if hooks.implemented("admit_request"):
             await hooks.each("admit_request", ctx=ctx)
-        upstream = {**ctx.body, "model": route.upstream_model}
-        return await getattr(route.provider, self.method)(ctx, upstream)
+        if isinstance(ctx.body, Form):
+            upstream: dict[str, Any] = ctx.body.replace(model=route.upstream_model)
+        else:
+            upstream = {**ctx.body, "model": route.upstream_model}
+        if self.name == "realtime":  # a session, not an answer: no answer timeouts
+            return await route.provider.realtime(ctx, upstream)
+        return await call_provider(route.provider, ctx, self.method, upstream)
 
     async def _body(self, ctx: RequestContext, reply: Reply) -> bytes:
         hooks = self.gateway.hooks
@@ -136,6 +172,7 @@ class APIEndpoint:
         outcome: Outcome,
         usage: Usage | None,
         error: GatewayError | None,
+        answer: Answer = _NO_ANSWER,
     ) -> None:
         route = ctx.route
         first = ctx.first_token_at
@@ -154,32 +191,35 @@ class APIEndpoint:
             time_to_first_token_ms=(first - ctx.started) * 1000.0 if first is not None else None,
             error=error.message if error is not None else None,
             attempts=tuple(ctx.attempts),
+            error_code=error.code if error is not None else None,
+            finish_reasons=answer[0],
+            response_model=answer[1],
+            response_id=answer[2],
         )
         await self.gateway.hooks.each("record_usage", isolate=True, ctx=ctx, record=record)
 
 
-class ModelsEndpoint:
-    """``GET /models`` and ``GET /models/{model}``, filtered by what the key may use."""
+class LocalEndpoint:
+    """An endpoint the gateway answers itself (no upstream): authenticate, then the JSON that
+    `answer` gives, or an OpenAI-format error. ``methods`` are the ones it serves."""
+
+    name = ""
+    methods: tuple[str, ...] = ("GET", "HEAD")
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
 
+    async def answer(self, ctx: RequestContext) -> bytes:
+        raise NotImplementedError
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        ctx = RequestContext(self.gateway, request_id(request), "models", request)
+        ctx = RequestContext(self.gateway, request_id(request), self.name, request)
         try:
-            if request.method not in ("GET", "HEAD"):
-                raise _method_not_allowed(request, "GET")
+            if request.method not in self.methods:
+                raise _method_not_allowed(request, ", ".join(m for m in self.methods if m != "HEAD"))
             ctx.principal = await self.gateway.authenticate(request)
-            models = await self.gateway.list_models(ctx.principal)
-            wanted = request.path_params.get("model")
-            if wanted is None:
-                content = orjson.dumps({"object": "list", "data": models})
-            else:
-                found = [m for m in models if m["id"] == wanted]
-                if not found:
-                    raise ModelNotFoundError(f"The model '{wanted}' does not exist.", param="model")
-                content = orjson.dumps(found[0])
+            content = await self.answer(ctx)
             response = _json_response(content, await self.gateway.headers(ctx))
         except GatewayError as exc:
             response = error_response(exc, await _error_headers(ctx))
@@ -188,6 +228,37 @@ class ModelsEndpoint:
             error = GatewayError("The gateway failed to handle this request.", code="internal_error")
             response = error_response(error, [(b"x-request-id", ctx.request_id.encode())])
         await response(scope, receive, send)
+
+
+class ModelsEndpoint(LocalEndpoint):
+    """``GET /models`` and ``GET /models/{model}``, filtered by what the key may use."""
+
+    name = "models"
+
+    async def answer(self, ctx: RequestContext) -> bytes:
+        assert ctx.principal is not None
+        models = await self.gateway.list_models(ctx.principal)
+        wanted = ctx.request.path_params.get("model")
+        if wanted is None:
+            return orjson.dumps({"object": "list", "data": models})
+        found = [m for m in models if m["id"] == wanted]
+        if not found:
+            raise ModelNotFoundError(f"The model '{wanted}' does not exist.", param="model")
+        return orjson.dumps(found[0])
+
+
+def _answered(data: dict[str, Any]) -> Answer:
+    choices = data.get("choices")
+    reasons = tuple(
+        str(choice["finish_reason"]) for choice in choices
+        if isinstance(choice, dict) and choice.get("finish_reason")
+    ) if isinstance(choices, list) else ()
+    model, id_ = data.get("model"), data.get("id")
+    return reasons, model if isinstance(model, str) else None, id_ if isinstance(id_, str) else None
+
+
+def _relayed(relay: StreamRelay) -> Answer:
+    return tuple(relay.finish_reasons), relay.response_model, relay.response_id
 
 
 async def _error_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
@@ -228,4 +299,4 @@ async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
         error = NotFoundError(message, code="unsupported_endpoint")
     else:
         error = NotFoundError(f"Invalid URL ({request.method} {path}).", code="unknown_url")
-    await error_response(error)(scope, receive, send)
+    await error_response(error, [(b"x-request-id", request_id(request).encode())])(scope, receive, send)

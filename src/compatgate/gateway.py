@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.requests import Request
-from starlette.routing import BaseRoute, Route, Router
+from starlette.routing import BaseRoute, Route, Router, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from .config import Config, ModelConfig, load_config
@@ -26,6 +26,9 @@ from .endpoints import APIEndpoint, ModelsEndpoint, not_found
 from .exceptions import AuthenticationError, ConfigError
 from .hooks import Hooks, create_plugin_manager
 from .provider import Provider
+from .realtime import RealtimeEndpoint
+from .responses.lookup import StoredResponseEndpoint
+from .responses.store import close_store
 
 __all__ = ["Gateway"]
 
@@ -36,6 +39,13 @@ API_ROUTES = {
     "/chat/completions": ("chat.completions", "chat_completions"),
     "/completions": ("completions", "completions"),
     "/embeddings": ("embeddings", "embeddings"),
+    "/responses": ("responses", "responses"),
+    "/images/generations": ("images.generations", "images_generations"),
+    "/images/edits": ("images.edits", "images_edits"),
+    "/audio/transcriptions": ("audio.transcriptions", "audio_transcriptions"),
+    "/audio/translations": ("audio.translations", "audio_translations"),
+    "/audio/speech": ("audio.speech", "audio_speech"),
+    "/moderations": ("moderations", "moderations"),
 }
 
 
@@ -124,6 +134,10 @@ class Gateway:
                     await provider.aclose()
                 except Exception:
                     logger.exception("compatgate: closing provider %s failed", provider.name)
+            try:
+                await close_store(self)
+            except Exception:
+                logger.exception("compatgate: closing the response store failed")
 
     @asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
@@ -226,6 +240,9 @@ class Gateway:
             routes.append(Route(path, APIEndpoint(self, name, method)))
         models = ModelsEndpoint(self)
         routes += [Route("/models", models), Route("/models/{model:path}", models)]
+        stored = StoredResponseEndpoint(self)
+        routes += [Route("/responses/{response_id}", stored),
+                   WebSocketRoute("/realtime", RealtimeEndpoint(self))]
         return routes
 
     def __repr__(self) -> str:
@@ -239,4 +256,10 @@ def _api_key(request: Request) -> str | None:
         if scheme.lower() == "bearer" and credentials.strip():
             return credentials.strip()
     key = request.headers.get("x-api-key")
-    return key.strip() if key and key.strip() else None
+    if key and key.strip():
+        return key.strip()
+    for protocol in request.headers.get("sec-websocket-protocol", "").split(","):  # browsers' realtime
+        name, _, key = protocol.strip().partition("openai-insecure-api-key.")
+        if not name and key:
+            return key
+    return None

@@ -25,12 +25,13 @@ from .config import ModelConfig, ProviderConfig
 from .exceptions import ConfigError, GatewayError, NotFoundError, UpstreamError, UpstreamStreamError
 from .http import create_client, request_errors, stream_errors, upstream_error
 from .sse import SSEDecoder, ServerSentEvent, SSEError
-from .usage import Attempt
+from .usage import Attempt, Usage
+from .uploads import Form
 
 if TYPE_CHECKING:
     from .context import RequestContext
 
-__all__ = ["Chunk", "ChunkStream", "HTTPProvider", "Provider", "Reply"]
+__all__ = ["Chunk", "ChunkStream", "HTTPProvider", "Provider", "RawReply", "Reply"]
 
 Body = dict[str, Any]
 
@@ -42,6 +43,17 @@ class Reply:
 
     data: Body
     raw: bytes | None = None
+
+
+@dataclass(slots=True)
+class RawReply:
+    """An answer relayed as bytes, as they come (audio, text formats, a Responses event stream).
+    ``usage``, when known, may be set by ``chunks`` while it runs: it is read after the last byte.
+    Closing ``chunks`` early (``aclose``) must release the upstream."""
+
+    chunks: AsyncIterator[bytes]
+    media_type: str
+    usage: Usage | None = None
 
 
 class Chunk:
@@ -103,6 +115,35 @@ class Provider:
         raise self.unsupported(ctx)
 
     async def embeddings(self, ctx: RequestContext, body: Body) -> Reply:
+        raise self.unsupported(ctx)
+
+    async def responses(self, ctx: RequestContext, body: Body) -> Reply | RawReply:
+        """``POST /responses``: by default converted to and from `chat_completions`."""
+        from .responses import respond_via_chat
+
+        return await respond_via_chat(self, ctx, body)
+
+    async def images_generations(self, ctx: RequestContext, body: Body) -> Reply:
+        raise self.unsupported(ctx)
+
+    async def images_edits(self, ctx: RequestContext, body: Form) -> Reply:
+        raise self.unsupported(ctx)
+
+    async def audio_transcriptions(self, ctx: RequestContext, body: Form) -> Reply | RawReply:
+        raise self.unsupported(ctx)
+
+    async def audio_translations(self, ctx: RequestContext, body: Form) -> Reply | RawReply:
+        raise self.unsupported(ctx)
+
+    async def audio_speech(self, ctx: RequestContext, body: Body) -> Reply | RawReply:
+        raise self.unsupported(ctx)
+
+    async def moderations(self, ctx: RequestContext, body: Body) -> Reply:
+        raise self.unsupported(ctx)
+
+    async def realtime(self, ctx: RequestContext, body: Body) -> Any:
+        """Open the upstream realtime WebSocket (an ``aiohttp.ClientWebSocketResponse`` whose
+        ``_compatgate_session``, if set, is closed with it)."""
         raise self.unsupported(ctx)
 
     def unsupported(self, ctx: RequestContext) -> NotFoundError:
@@ -168,7 +209,8 @@ class HTTPProvider(Provider):
     async def send(
         self, ctx: RequestContext, path: str, body: Body, *, stream: bool = False
     ) -> httpx2.Response:
-        """POST ``body`` as JSON with `headers` and those of the `upstream_headers` hooks; an
+        """POST ``body`` as JSON (a `Form` as multipart/form-data, its upload streamed) with
+        `headers` and those of the `upstream_headers` hooks; an
         upstream error status becomes an `UpstreamError` (keeping its ``Retry-After``). The
         call is recorded in ``ctx.attempts``."""
         headers = self.headers(ctx)
@@ -178,7 +220,10 @@ class HTTPProvider(Provider):
                 for name, value in (extra or {}).items():
                     headers.setdefault(name.lower(), value)
         client = self.client
-        request = client.build_request("POST", self.url(path), content=orjson.dumps(body), headers=headers)
+        content: bytes | AsyncIterator[bytes] = orjson.dumps(body)
+        if isinstance(body, Form):
+            content, headers["content-type"] = body.stream(), body.content_type
+        request = client.build_request("POST", self.url(path), content=content, headers=headers)
         started = time.perf_counter()
         model = body.get("model") if isinstance(body.get("model"), str) else None
         try:
@@ -196,6 +241,8 @@ class HTTPProvider(Provider):
         except GatewayError as exc:
             elapsed = (time.perf_counter() - started) * 1000.0
             ctx.attempts.append(Attempt(self.name, model, exc.status_code, exc.message, elapsed))
+            if isinstance(body, Form) and body.failure is not None:
+                raise body.failure from None  # the client's upload broke off, not the upstream
             raise
         elapsed = (time.perf_counter() - started) * 1000.0
         ctx.attempts.append(Attempt(self.name, model, response.status_code, None, elapsed))
@@ -204,14 +251,30 @@ class HTTPProvider(Provider):
     async def post_json(self, ctx: RequestContext, path: str, body: Body) -> Reply:
         """POST and decode a JSON answer."""
         response = await self.send(ctx, path, body)
-        content = response.content
+        return _json_reply(response.content)
+
+    async def passthrough(self, ctx: RequestContext, path: str, body: Body) -> Reply | RawReply:
+        """POST ``body`` and relay the answer: a JSON object as a `Reply`, anything else
+        (audio, text, an event stream) as a `RawReply` streamed as it comes."""
+        response = await self.send(ctx, path, body, stream=True)
+        media_type = response.headers.get("content-type", "application/octet-stream")
+        if media_type.startswith("application/json"):
+            try:
+                with stream_errors(self.name):
+                    await response.aread()
+            finally:
+                await response.aclose()
+            return _json_reply(response.content)
+        return RawReply(self.body_bytes(response), media_type)
+
+    async def body_bytes(self, response: httpx2.Response) -> AsyncIterator[bytes]:
+        """The body of a streamed response as it comes; closed at the end or when dropped."""
         try:
-            data = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            raise upstream_error(502, b"The upstream answered with a body that is not JSON.") from None
-        if not isinstance(data, dict):
-            raise upstream_error(502, b"The upstream answered with JSON that is not an object.")
-        return Reply(data, content)
+            with stream_errors(self.name):
+                async for data in response.aiter_bytes():
+                    yield data
+        finally:
+            await response.aclose()
 
     async def events(self, response: httpx2.Response) -> AsyncIterator[ServerSentEvent]:
         """The server-sent events of a streamed response; the response is closed at the end,
@@ -242,6 +305,16 @@ class HTTPProvider(Provider):
                 if not isinstance(data, dict):
                     raise UpstreamStreamError("The upstream sent an event that is not a JSON object.")
                 yield Chunk(data, event.data)
+
+
+def _json_reply(content: bytes) -> Reply:
+    try:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        raise upstream_error(502, b"The upstream answered with a body that is not JSON.") from None
+    if not isinstance(data, dict):
+        raise upstream_error(502, b"The upstream answered with JSON that is not an object.")
+    return Reply(data, content)
 
 
 def _check_options(allowed: Mapping[str, type], given: Mapping[str, Any], where: str) -> None:

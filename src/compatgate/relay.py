@@ -58,6 +58,9 @@ class StreamRelay:
         self.finish = finish
         self.usage: Usage | None = None
         self.generated = 0  # characters of generated text relayed, for an estimate
+        self.finish_reasons: list[str] = []  # one per finished choice, as they came
+        self.response_model: str | None = None  # the first chunk's model and id
+        self.response_id: str | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         outcome: Outcome = "aborted"
@@ -97,9 +100,14 @@ class StreamRelay:
                 if usage:
                     self.usage = Usage.from_openai(usage)
                 if choices:
+                    if self.response_model is None:
+                        self.response_model = _text(data.get("model"))
+                        self.response_id = _text(data.get("id"))
                     for choice in choices:
-                        if choice.get("finish_reason"):
+                        reason = choice.get("finish_reason")
+                        if reason:
                             finished.add(choice.get("index", 0))
+                            self.finish_reasons.append(str(reason))
                         self.generated += _generated(choice.get("delta") or choice)
                 elif usage and not ctx.include_usage:
                     continue
@@ -134,6 +142,10 @@ class StreamRelay:
         prompt = estimate_prompt_tokens(self.ctx.body)
         completion = estimate_tokens(self.generated)
         return Usage(prompt, completion, prompt + completion, estimated=True)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _generated(delta: dict[str, Any]) -> int:

@@ -32,11 +32,14 @@ class Usage:
         cache writes, such as Anthropic, report them there) becomes ``cache_write_tokens``."""
         if not isinstance(usage, Mapping):
             return None
-        prompt = _int(usage.get("prompt_tokens"))
-        completion = _int(usage.get("completion_tokens"))
+        # The Responses and Realtime APIs name them input and output tokens.
+        named = "input" if "input_tokens" in usage else "prompt"
+        output = "output" if named == "input" else "completion"
+        prompt = _int(usage.get(f"{named}_tokens"))
+        completion = _int(usage.get(f"{output}_tokens"))
         total = _int(usage.get("total_tokens")) or prompt + completion
-        prompt_details = usage.get("prompt_tokens_details")
-        completion_details = usage.get("completion_tokens_details")
+        prompt_details = usage.get(f"{named}_tokens_details")
+        completion_details = usage.get(f"{output}_tokens_details")
         cached = prompt_details.get("cached_tokens") if isinstance(prompt_details, Mapping) else None
         written = prompt_details.get("cache_write_tokens") if isinstance(prompt_details, Mapping) else None
         reasoning = (
@@ -88,6 +91,10 @@ class UsageRecord:
     it never said (an aborted stream before its usage chunk, an error). Times are milliseconds;
     ``time_to_first_token_ms`` is None for non-streamed requests and streams that sent nothing.
     ``attempts`` lists every upstream call made for the request, in order (retries included).
+    ``error_code`` is the OpenAI error ``code`` the client received (``rate_limit_exceeded``,
+    ``insufficient_quota``, ``upstream_timeout``...), None without one. ``finish_reasons`` (one
+    per finished choice, in the order they came), ``response_model`` and ``response_id`` are
+    what the answer said, read where the gateway already looks (no extra parsing).
     """
 
     request_id: str
@@ -104,6 +111,10 @@ class UsageRecord:
     time_to_first_token_ms: float | None = None
     error: str | None = None
     attempts: tuple[Attempt, ...] = ()
+    error_code: str | None = None
+    finish_reasons: tuple[str, ...] = ()
+    response_model: str | None = None
+    response_id: str | None = None
 
     @property
     def prompt_tokens(self) -> int:

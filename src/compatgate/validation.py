@@ -23,13 +23,13 @@ async def read_json(request: Request, limit: int) -> Body:
     """The JSON object in the request body; 413 past ``limit`` bytes, 400 when not JSON."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise _too_large(limit)
+            raise too_large(limit)
         chunks.append(chunk)
     content = b"".join(chunks)
     if not content.strip():
@@ -48,7 +48,7 @@ async def read_json(request: Request, limit: int) -> Body:
     return body
 
 
-def _too_large(limit: int) -> RequestTooLargeError:
+def too_large(limit: int) -> RequestTooLargeError:
     return RequestTooLargeError(f"The request body is larger than the limit of {limit} bytes.")
 
 
@@ -130,8 +130,28 @@ def check_embeddings(body: Body) -> None:
         raise InvalidRequestError("Embeddings cannot be streamed.", param="stream", code="invalid_value")
 
 
+def check_model(body: Body) -> None:
+    """Endpoints where the gateway reads only ``model`` (images, audio, moderations, realtime)."""
+    _common(body, streams=False)
+
+
+def check_responses(body: Body) -> None:
+    _common(body, streams=True)
+    _optional(body, "input", (str, list), "a string or an array")
+    _optional(body, "previous_response_id", str, "a string")
+    _optional(body, "store", bool, "a boolean")
+
+
 VALIDATORS: dict[str, Callable[[Body], None]] = {
     "chat.completions": check_chat,
     "completions": check_completions,
     "embeddings": check_embeddings,
+    "responses": check_responses,
+    "images.generations": check_model,
+    "images.edits": check_model,
+    "audio.transcriptions": check_model,
+    "audio.translations": check_model,
+    "audio.speech": check_model,
+    "moderations": check_model,
+    "realtime": check_model,
 }

@@ -54,6 +54,7 @@ def access_entry(record: UsageRecord) -> dict[str, Any]:
         "estimated": usage.estimated if usage else None,
         "attempts": len(record.attempts),
         "error": record.error,
+        "error_code": record.error_code,
     }
 
 

@@ -1,21 +1,28 @@
 """Default plugin: the ``type = "openai"`` provider, for any OpenAI-compatible upstream
 (OpenAI, vLLM, Ollama, Groq, DeepSeek, Qwen...). Bodies pass through unchanged but for
 ``model``; streams always ask for the usage chunk (unless ``stream_usage = false``) so that
-usage is exact, and the gateway strips it when the client did not ask for it.
+usage is exact, and the gateway strips it when the client did not ask for it. Images, audio,
+moderations and realtime pass through; ``/responses`` passes through with
+``native_responses = true`` and is otherwise served on ``/chat/completions`` (for upstreams
+that only have chat).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from ..context import RequestContext
 from ..hookspecs import hookimpl
-from ..provider import Body, ChunkStream, HTTPProvider, Provider, Reply
+from ..provider import Body, ChunkStream, HTTPProvider, Provider, RawReply, Reply
+from ..realtime import connect_upstream
+from ..responses import native_events
+from ..uploads import Form
 
 
 class OpenAIProvider(HTTPProvider):
     type = "openai"
-    options = {"stream_usage": bool}
+    options = {"stream_usage": bool, "native_responses": bool}
 
     async def chat_completions(self, ctx: RequestContext, body: Body) -> Reply | ChunkStream:
         return await self._generate(ctx, "/chat/completions", body)
@@ -25,6 +32,34 @@ class OpenAIProvider(HTTPProvider):
 
     async def embeddings(self, ctx: RequestContext, body: Body) -> Reply:
         return await self.post_json(ctx, "/embeddings", body)
+
+    async def responses(self, ctx: RequestContext, body: Body) -> Reply | RawReply:
+        if not self.option("native_responses", False):
+            return await super().responses(ctx, body)
+        if body.get("stream") is not True:
+            return await self.post_json(ctx, "/responses", body)
+        return native_events(self, await self.send(ctx, "/responses", body, stream=True))
+
+    async def images_generations(self, ctx: RequestContext, body: Body) -> Reply:
+        return await self.post_json(ctx, "/images/generations", body)
+
+    async def images_edits(self, ctx: RequestContext, body: Form) -> Reply:
+        return await self.post_json(ctx, "/images/edits", body)
+
+    async def audio_transcriptions(self, ctx: RequestContext, body: Form) -> Reply | RawReply:
+        return await self.passthrough(ctx, "/audio/transcriptions", body)
+
+    async def audio_translations(self, ctx: RequestContext, body: Form) -> Reply | RawReply:
+        return await self.passthrough(ctx, "/audio/translations", body)
+
+    async def audio_speech(self, ctx: RequestContext, body: Body) -> Reply | RawReply:
+        return await self.passthrough(ctx, "/audio/speech", body)
+
+    async def moderations(self, ctx: RequestContext, body: Body) -> Reply:
+        return await self.post_json(ctx, "/moderations", body)
+
+    async def realtime(self, ctx: RequestContext, body: Body) -> Any:
+        return await connect_upstream(self, ctx, body)
 
     async def _generate(self, ctx: RequestContext, path: str, body: Body) -> Reply | ChunkStream:
         if body.get("stream") is not True:
