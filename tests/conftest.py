@@ -7,10 +7,9 @@ from contextlib import ExitStack
 from typing import Any
 
 import pytest
-from support import FIXTURES, SHARED, Served, UsageLog, gateway_config
+from support import FIXTURES, SHARED, Served, gateway_config
 
-from compatgate import Gateway
-from compatgate.testing import FakeUpstream, OpenAISchema, serve
+from compatgate.testing import FakeUpstream, OpenAISchema, fake_upstream, serve_gateway
 
 
 @pytest.fixture(scope="session")
@@ -28,9 +27,8 @@ def fixture_bytes() -> Callable[[str], bytes]:
 
 @pytest.fixture
 def upstream() -> Iterator[tuple[FakeUpstream, str]]:
-    fake = FakeUpstream()
-    with serve(fake) as url:
-        yield fake, url
+    with fake_upstream() as served:
+        yield served
 
 
 @pytest.fixture
@@ -38,8 +36,8 @@ def make_gateway(upstream: tuple[FakeUpstream, str]) -> Iterator[Callable[..., S
     with ExitStack() as stack:
 
         def make(config: dict[str, Any] | None = None, plugins: tuple[object, ...] = ()) -> Served:
-            gateway = Gateway(config or gateway_config(upstream[1]), plugins=(UsageLog, *plugins))
-            return Served(gateway, stack.enter_context(serve(gateway)))
+            config = config or gateway_config(upstream[1])
+            return stack.enter_context(serve_gateway(config, plugins, served=Served))
 
         yield make
 

@@ -5,28 +5,66 @@
 - `FakeUpstream` is an ASGI upstream whose answers a test scripts: JSON, raw SSE bytes (such as
   recorded provider streams) paced like a network, a reset or a stall mid-stream; it records
   what it received and notices when the gateway hangs up.
+- `fake_upstream` serves a fresh `FakeUpstream` while the block runs: yields ``(fake, url)``.
+- `UsageLog` is a plugin keeping every usage record of its gateway; ``wait(count)`` polls
+  until that many arrived (a stream records after its last byte, so the client may finish
+  first), ``UsageLog.of(gateway)`` finds it among a gateway's plugins.
+- `serve_gateway` builds a `Gateway` (with a `UsageLog` first among its plugins) and serves it,
+  yielding a `ServedGateway`: the gateway, its URL, its usage log and ``client(key)``, an
+  ``openai.OpenAI`` client without retries (subclass it to add a suite's own helpers).
+- `require_service` skips a test with a clear reason when a service it needs (Redis,
+  PostgreSQL, ...) is unreachable, and fails it instead when ``CI=true``;
+  `delete_redis_keys` cleans up after a test that used Redis.
 - `OpenAISchema` validates what the gateway emits against the official OpenAPI document.
 
-Needs the ``testing`` extra (jsonschema, pyyaml) for `OpenAISchema` only.
+Needs the ``testing`` extra (jsonschema, pyyaml) for `OpenAISchema` only, ``openai`` for
+`ServedGateway.client` only, ``pytest`` for `require_service` only and ``redis`` for
+`delete_redis_keys` only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import orjson
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["FakeUpstream", "OpenAISchema", "Received", "serve"]
+from .context import RequestContext
+from .gateway import Gateway
+from .hookspecs import hookimpl
+from .usage import UsageRecord
+
+if TYPE_CHECKING:
+    import openai
+
+__all__ = [
+    "FakeUpstream",
+    "OpenAISchema",
+    "Received",
+    "ServedGateway",
+    "UsageLog",
+    "delete_redis_keys",
+    "fake_upstream",
+    "require_service",
+    "serve",
+    "serve_gateway",
+    "service_unreachable",
+]
+
+ServedT = TypeVar("ServedT", bound="ServedGateway")
+_PORTS = {"http": 80, "https": 443, "redis": 6379, "rediss": 6379, "postgresql": 5432}
 
 
 @contextmanager
@@ -138,14 +176,28 @@ class FakeUpstream:
         delay: float = 0.0,
         then: str = "end",
         stall: float = 30.0,
+        exact: bool = False,
+        chunk_size: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Handler:
         """Send ``content`` event by event (split after each ``split``), ``delay`` apart.
         ``then``: ``"end"`` closes normally, ``"reset"`` breaks the connection without ending
-        the body, ``"stall"`` keeps the connection open sending nothing for ``stall`` s."""
-        pieces = [p + split for p in content.split(split) if p] if split else [content]
+        the body, ``"stall"`` keeps the connection open sending nothing for ``stall`` s.
+        ``exact``: send the bytes as given (no separator added after the last event, none
+        dropped); ``chunk_size``: send them byte for byte in slices of that many bytes
+        instead; ``headers``: more response headers."""
+        if chunk_size:
+            pieces = [content[i:i + chunk_size] for i in range(0, len(content), chunk_size)]
+        elif not split:
+            pieces = [content]
+        elif exact:
+            pieces = [p for p in re.split(b"(?<=" + re.escape(split) + b")", content) if p]
+        else:
+            pieces = [p + split for p in content.split(split) if p]
+        extra = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
 
         async def handler(request: Received, send: Send) -> None:
-            headers = [(b"content-type", b"text/event-stream; charset=utf-8")]
+            headers = [(b"content-type", b"text/event-stream; charset=utf-8"), *extra]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             for piece in pieces:
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
@@ -158,6 +210,138 @@ class FakeUpstream:
             await send({"type": "http.response.body", "body": b""})
 
         return handler
+
+
+@contextmanager
+def fake_upstream() -> Iterator[tuple[FakeUpstream, str]]:
+    """A new `FakeUpstream`, served while the block runs: yields ``(fake, base URL)``."""
+    fake = FakeUpstream()
+    with serve(fake) as url:
+        yield fake, url
+
+
+class UsageLog:
+    """A plugin keeping every ``record_usage`` call of its gateway (pass the class itself in
+    ``Gateway(plugins=...)``)."""
+
+    def __init__(self, gateway: Gateway | None = None) -> None:
+        self.records: list[UsageRecord] = []
+
+    @hookimpl
+    def record_usage(self, ctx: RequestContext, record: UsageRecord) -> None:
+        self.records.append(record)
+
+    @classmethod
+    def of(cls, gateway: Gateway) -> UsageLog:
+        """The usage log among ``gateway``'s plugins."""
+        return next(p for p in gateway.pm.get_plugins() if isinstance(p, cls))
+
+    def wait(self, count: int = 1, timeout: float = 5.0) -> list[UsageRecord]:
+        """The records, once at least ``count`` arrived (fails after ``timeout`` s)."""
+        deadline = time.monotonic() + timeout
+        while len(self.records) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(self.records) >= count, f"expected {count} usage records, got {self.records}"
+        return self.records
+
+
+class ServedGateway:
+    """A gateway served at ``url``. `client` uses ``default_key`` (None: the first of the
+    configured ``api_keys``) and ``client_timeout``; a subclass may set either."""
+
+    default_key: str | None = None
+    client_timeout: float = 10.0
+
+    def __init__(self, gateway: Gateway, url: str) -> None:
+        self.gateway = gateway
+        self.url = url
+
+    @property
+    def usage(self) -> UsageLog:
+        """The gateway's `UsageLog` plugin."""
+        return UsageLog.of(self.gateway)
+
+    @property
+    def key(self) -> str:
+        """The client key `client` uses by default."""
+        return self.default_key or self.gateway.config.gateway.api_keys[0]
+
+    def client(self, key: str | None = None, **kwargs: Any) -> openai.OpenAI:
+        """An OpenAI SDK client of this gateway that does not retry."""
+        import openai
+
+        kwargs.setdefault("timeout", self.client_timeout)
+        return openai.OpenAI(api_key=key or self.key, base_url=self.url, max_retries=0, **kwargs)
+
+    def records(self, count: int = 1, timeout: float = 5.0) -> list[UsageRecord]:
+        """The usage records, once at least ``count`` arrived (see `UsageLog.wait`)."""
+        return self.usage.wait(count, timeout)
+
+    def close(self) -> None:
+        """Called when `serve_gateway` stops serving; releases what a subclass opened."""
+
+
+@contextmanager
+def serve_gateway(
+    config: Any,
+    plugins: Iterable[object] = (),
+    *,
+    usage_log: bool = True,
+    served: Callable[[Gateway, str], ServedT] = ServedGateway,  # type: ignore[assignment]
+) -> Iterator[ServedT]:
+    """Serve ``Gateway(config, plugins=(UsageLog, *plugins))`` (no `UsageLog` when
+    ``usage_log`` is false) while the block runs; yields ``served(gateway, url)``."""
+    gateway = Gateway(config, plugins=(UsageLog, *plugins) if usage_log else tuple(plugins))
+    with serve(gateway) as url:
+        result = served(gateway, url)
+        try:
+            yield result
+        finally:
+            result.close()
+
+
+def service_unreachable(url: str, probe: Callable[[], object] | None = None) -> str | None:
+    """Why the service at ``url`` cannot be used (None when it can): ``probe()`` raised, or by
+    default a TCP connection to its host and port (or its scheme's usual port) failed in 2 s."""
+    parts = urlsplit(url)
+    address = (parts.hostname or "127.0.0.1", parts.port or _PORTS.get(parts.scheme, 0))
+    try:
+        if probe is None:
+            socket.create_connection(address, 2).close()
+        else:
+            probe()
+    except Exception as exc:  # noqa: BLE001 - any failure means: not reachable
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def require_service(
+    kind: str, url: str, *, probe: Callable[[], object] | None = None, env: str | None = None
+) -> str:
+    """``url`` when the ``kind`` service there is reachable (see `service_unreachable`);
+    otherwise skip the test, naming the problem and ``env`` (the variable that sets the URL),
+    or fail it when ``CI=true``, where those tests must run."""
+    problem = service_unreachable(url, probe)
+    if problem is None:
+        return url
+    import pytest
+
+    reason = f"{kind} at {url} is unreachable ({problem})" + (f"; set {env}" if env else "")
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: the {kind} tests must run)")
+    pytest.skip(reason)
+
+
+def delete_redis_keys(url: str, pattern: str) -> None:
+    """Delete the keys matching ``pattern`` from the Redis at ``url``, as far as it can (for
+    test cleanup; needs the ``redis`` package)."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    with suppress(redis.RedisError), client:
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
 
 
 class OpenAISchema:

@@ -3,22 +3,18 @@ served gateway, and builders for the Anthropic answers a fake upstream gives."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import compatgate_anthropic
 import httpx2
-import openai
 import orjson
 from starlette.types import Send
 
-from compatgate import Gateway, RequestContext, UsageRecord, hookimpl
-from compatgate.testing import OpenAISchema, Received
+from compatgate.testing import FakeUpstream, OpenAISchema, Received, ServedGateway
 
 Handler = Callable[[Received, Send], Awaitable[None]]
 
@@ -62,27 +58,10 @@ def gateway_config(
     }
 
 
-class UsageLog:
-    """A plugin that keeps every record_usage call of its gateway."""
-
-    def __init__(self, gateway: Gateway) -> None:
-        self.records: list[UsageRecord] = []
-
-    @hookimpl
-    def record_usage(self, ctx: RequestContext, record: UsageRecord) -> None:
-        self.records.append(record)
-
-
-class Served:
+class Served(ServedGateway):
     """A gateway served on loopback, with its usage log and clients."""
 
-    def __init__(self, gateway: Gateway, url: str) -> None:
-        self.gateway = gateway
-        self.url = url
-        self.usage: UsageLog = next(p for p in gateway.pm.get_plugins() if isinstance(p, UsageLog))
-
-    def client(self, **kwargs: Any) -> openai.OpenAI:
-        return openai.OpenAI(api_key=CLIENT_KEY, base_url=self.url, max_retries=0, timeout=10, **kwargs)
+    default_key = CLIENT_KEY
 
     def post(self, body: dict[str, Any]) -> httpx2.Response:
         return httpx2.post(f"{self.url}/chat/completions", json=body, timeout=10,
@@ -94,14 +73,6 @@ class Served:
                            timeout=10, headers={"authorization": f"Bearer {CLIENT_KEY}"}) as response:
             payloads = [line[6:].encode() for line in response.iter_lines() if line.startswith("data: ")]
         return response, payloads
-
-    def records(self, count: int = 1, timeout: float = 5.0) -> list[UsageRecord]:
-        """The usage records once at least ``count`` arrived (a stream records after its end)."""
-        deadline = time.monotonic() + timeout
-        while len(self.usage.records) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert len(self.usage.records) >= count, f"expected {count} usage records, got {self.usage.records}"
-        return self.usage.records
 
 
 def chunks(payloads: list[bytes], schema: OpenAISchema) -> list[dict[str, Any]]:
@@ -126,31 +97,11 @@ def stream_error(payloads: list[bytes], schema: OpenAISchema) -> dict[str, Any]:
 # -- what the fake upstream answers ---------------------------------------------------------
 
 
-def exact_reply(content: bytes, *, piece: int = 0, then: str = "end", delay: float = 0.0,
-                headers: dict[str, str] | None = None, stall: float = 20.0) -> Handler:
+def exact_reply(content: bytes, *, piece: int = 0, stall: float = 20.0, **options: Any) -> Handler:
     """Send ``content`` byte for byte: event by event (``piece=0``, nothing added, nothing
-    removed) or in slices of ``piece`` bytes; ``then``: "end", "reset" or "stall"."""
-    pieces = re.split(rb"(?<=\n\n)", content) if piece == 0 else [
-        content[i:i + piece] for i in range(0, len(content), piece)
-    ]
-    assert b"".join(pieces) == content
-
-    async def handler(request: Received, send: Send) -> None:
-        raw = [(b"content-type", b"text/event-stream; charset=utf-8")]
-        raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-        await send({"type": "http.response.start", "status": 200, "headers": raw})
-        for part in pieces:
-            if part:
-                await send({"type": "http.response.body", "body": part, "more_body": True})
-            if delay:
-                await asyncio.sleep(delay)
-        if then == "reset":
-            raise ConnectionResetError("fake upstream: reset mid-stream")
-        if then == "stall":
-            await asyncio.sleep(stall)
-        await send({"type": "http.response.body", "body": b""})
-
-    return handler
+    removed) or in slices of ``piece`` bytes; see `FakeUpstream.sse_reply` for ``options``
+    (``then``: "end", "reset" or "stall"; ``delay``, ``headers``)."""
+    return FakeUpstream.sse_reply(content, exact=True, chunk_size=piece or None, stall=stall, **options)
 
 
 def sse(*events: dict[str, Any]) -> bytes:

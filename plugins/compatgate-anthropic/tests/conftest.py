@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 
-from compatgate import Gateway
-from compatgate.testing import FakeUpstream, OpenAISchema, serve
+from compatgate.testing import FakeUpstream, OpenAISchema, fake_upstream, serve_gateway
 
 # --import-mode=importlib puts no test folder on sys.path: make anthropic_support importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from anthropic_support import PLUGINS, SHARED, UPSTREAM_KEY, Served, UsageLog, gateway_config
+from anthropic_support import PLUGINS, SHARED, UPSTREAM_KEY, Served, gateway_config
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +31,7 @@ def anthropic_schema() -> OpenAISchema:
 
 @pytest.fixture
 def upstream(anthropic_schema: OpenAISchema) -> Iterator[tuple[FakeUpstream, str]]:
-    fake = FakeUpstream()
-    with serve(fake) as url:
+    with fake_upstream() as (fake, url):
         yield fake, url
     for received in fake.received:
         assert (received.method, received.path) == ("POST", "/v1/messages")
@@ -49,8 +47,7 @@ def make_gateway(upstream: tuple[FakeUpstream, str]) -> Iterator[Callable[..., S
 
         def make(config: dict[str, Any] | None = None, plugins: tuple[object, ...] = (), **options: Any) -> Served:
             config = config or gateway_config(upstream[1], **options)
-            gateway = Gateway(config, plugins=(*PLUGINS, UsageLog, *plugins))
-            return Served(gateway, stack.enter_context(serve(gateway)))
+            return stack.enter_context(serve_gateway(config, (*PLUGINS, *plugins), served=Served))
 
         yield make
 

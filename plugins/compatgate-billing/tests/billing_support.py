@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-import openai
 import orjson
 from compatgate_billing import Billing, LedgerEntry, Store
 from compatgate_billing.store import now_ms
@@ -26,7 +25,7 @@ from compatgate_billing.store.sqlite import SQLiteDatabase
 from starlette.types import Send
 
 from compatgate import Gateway
-from compatgate.testing import FakeUpstream, Received
+from compatgate.testing import FakeUpstream, Received, ServedGateway
 from compatgate.usage import estimate_prompt_tokens
 
 HERE = Path(__file__).resolve().parent
@@ -227,22 +226,23 @@ def ledger_entry(entry_id: str, key_id: str, cost: int, **changes: Any) -> Ledge
     return replace(base, **changes)
 
 
-class Served:
+class Served(ServedGateway):
     """A gateway served on loopback in this process."""
 
+    client_timeout = 20.0
+
     def __init__(self, gateway: Gateway, url: str) -> None:
-        self.gateway = gateway
-        self.url = url
+        super().__init__(gateway, url)
         self.http = httpx2.Client(timeout=10)
+
+    def close(self) -> None:
+        self.http.close()
 
     @property
     def billing(self) -> Billing:
         plugin = self.gateway.pm.get_plugin("billing")
         assert isinstance(plugin, Billing)
         return plugin
-
-    def client(self, key: str, **kwargs: Any) -> openai.OpenAI:
-        return openai.OpenAI(api_key=key, base_url=self.url, max_retries=0, timeout=20, **kwargs)
 
     def admin(
         self, method: str, path: str, json: Any = None, key: str | None = ADMIN_KEY

@@ -14,51 +14,38 @@ from typing import Any
 
 import pytest
 
-from compatgate import Gateway
-from compatgate.testing import FakeUpstream, OpenAISchema, serve
+from compatgate.testing import (FakeUpstream, OpenAISchema, fake_upstream, require_service,
+                                serve_gateway)
 
 # --import-mode=importlib puts no test folder on sys.path: make billing_support importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from billing_support import POSTGRES_URL, SPEC, Database, Served, billing_config
 
-_postgres_error: list[str | None] = []
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The test PostgreSQL; unreachable: skipped, or failed when CI=true."""
+    import asyncpg
+
+    async def probe() -> None:
+        connection = await asyncpg.connect(POSTGRES_URL, timeout=5)
+        await connection.close()
+
+    return require_service("PostgreSQL", POSTGRES_URL, probe=lambda: asyncio.run(probe()),
+                           env="COMPATGATE_TEST_POSTGRES_URL")
 
 
-def _postgres_unreachable() -> str | None:
-    """Why PostgreSQL cannot be used (None when it can); asked once per session."""
-    if not _postgres_error:
-        import asyncpg
-
-        async def probe() -> None:
-            connection = await asyncpg.connect(POSTGRES_URL, timeout=5)
-            await connection.close()
-
-        try:
-            asyncio.run(probe())
-            _postgres_error.append(None)
-        except Exception as exc:  # noqa: BLE001 - any failure means: not reachable
-            _postgres_error.append(f"{type(exc).__name__}: {exc}")
-    return _postgres_error[0]
-
-
-def postgres_database() -> Iterator[Database]:
-    """A schema of its own in the test PostgreSQL database, dropped afterwards. Skips when
-    PostgreSQL is unreachable, except under CI=true, where that is a failure."""
-    error = _postgres_unreachable()
-    if error is not None:
-        message = f"PostgreSQL at {POSTGRES_URL} is unreachable ({error}); set COMPATGATE_TEST_POSTGRES_URL"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+def postgres_database(url: str) -> Iterator[Database]:
+    """A schema of its own in the test PostgreSQL database at ``url``, dropped afterwards."""
     schema = f"billing_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     try:
-        yield Database(POSTGRES_URL, schema)
+        yield Database(url, schema)
     finally:
         import asyncpg
 
         async def drop() -> None:
-            connection = await asyncpg.connect(POSTGRES_URL, timeout=5)
+            connection = await asyncpg.connect(url, timeout=5)
             try:
                 await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             finally:
@@ -78,8 +65,8 @@ def sqlite_db(tmp_path: Path) -> Database:
 
 
 @pytest.fixture
-def postgres_db() -> Iterator[Database]:
-    yield from postgres_database()
+def postgres_db(postgres_url: str) -> Iterator[Database]:
+    yield from postgres_database(postgres_url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -88,14 +75,13 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     if request.param == "sqlite":
         yield Database(f"sqlite:///{tmp_path / 'billing.db'}")
     else:
-        yield from postgres_database()
+        yield from postgres_database(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
 def upstream() -> Iterator[tuple[FakeUpstream, str]]:
-    fake = FakeUpstream()
-    with serve(fake) as url:
-        yield fake, url
+    with fake_upstream() as served:
+        yield served
 
 
 @pytest.fixture
@@ -106,10 +92,8 @@ def make_gateway(
     with ExitStack() as stack:
 
         def make(config: dict[str, Any] | None = None, **billing: Any) -> Served:
-            gateway = Gateway(config or billing_config(upstream[1], db, **billing))
-            served = Served(gateway, stack.enter_context(serve(gateway)))
-            stack.callback(served.http.close)
-            return served
+            config = config or billing_config(upstream[1], db, **billing)
+            return stack.enter_context(serve_gateway(config, usage_log=False, served=Served))
 
         yield make
 

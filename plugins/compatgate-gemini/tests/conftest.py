@@ -10,13 +10,12 @@ from typing import Any
 
 import pytest
 
-from compatgate import Gateway
-from compatgate.testing import FakeUpstream, OpenAISchema, serve
+from compatgate.testing import FakeUpstream, OpenAISchema, fake_upstream
 
 # --import-mode=importlib puts no test folder on sys.path: make gemini_support importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gemini_support import SPEC, Counting, Served, UsageLog, gemini_config  # noqa: E402
+from gemini_support import SPEC, Served, gemini_config, serve_counting  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -26,9 +25,8 @@ def openai_schema() -> OpenAISchema:
 
 @pytest.fixture(scope="module")
 def _shared_upstream() -> Iterator[tuple[FakeUpstream, str]]:
-    fake = FakeUpstream()
-    with serve(fake) as url:
-        yield fake, url
+    with fake_upstream() as served:
+        yield served
 
 
 @pytest.fixture
@@ -53,17 +51,15 @@ def make_gateway(upstream_served: tuple[FakeUpstream, str]) -> Iterator[Callable
     with ExitStack() as stack:
 
         def make(config: dict[str, Any] | None = None, **options: Any) -> Served:
-            app = Counting(Gateway(config or gemini_config(upstream_served[1], **options), plugins=(UsageLog,)))
-            return Served(app, stack.enter_context(serve(app)))
+            return stack.enter_context(serve_counting(config or gemini_config(upstream_served[1], **options)))
 
         yield make
 
 
 @pytest.fixture(scope="module")
 def _shared_gateway(_shared_upstream: tuple[FakeUpstream, str]) -> Iterator[Served]:
-    app = Counting(Gateway(gemini_config(_shared_upstream[1]), plugins=(UsageLog,)))
-    with serve(app) as url:
-        yield Served(app, url)
+    with serve_counting(gemini_config(_shared_upstream[1])) as served:
+        yield served
 
 
 @pytest.fixture

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import os
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx2
-import openai
 import orjson
 
-from compatgate import Gateway, RequestContext, UsageRecord, hookimpl
-from compatgate.testing import FakeUpstream
+from compatgate import Gateway
+from compatgate.testing import FakeUpstream, ServedGateway, UsageLog, serve
 from starlette.types import Receive, Scope, Send
 
 SHARED = Path(os.environ.get("COMPATGATE_SHARED", Path(__file__).resolve().parents[3].parent / "shared"))
@@ -73,17 +73,6 @@ def read_trace(name: str) -> list[Exchange]:
 TRACE_NAMES = sorted(p.name for p in TRACES.glob("*.httprr"))
 
 
-class UsageLog:
-    """A plugin that keeps every record_usage call of its gateway."""
-
-    def __init__(self, gateway: Gateway) -> None:
-        self.records: list[UsageRecord] = []
-
-    @hookimpl
-    def record_usage(self, ctx: RequestContext, record: UsageRecord) -> None:
-        self.records.append(record)
-
-
 def gemini_config(upstream_url: str, *, models: list[dict[str, Any]] | None = None, **options: Any) -> dict[str, Any]:
     """A gateway with one Gemini provider at ``upstream_url`` (``options`` go to its table)."""
     provider = {"type": "gemini", "base_url": upstream_url, "api_key": UPSTREAM_KEY,
@@ -116,14 +105,14 @@ class Counting:
 API_PATHS = ("/chat/completions", "/completions", "/embeddings")
 
 
-class Served:
-    """A gateway served on loopback, with its usage log and clients."""
+class Served(ServedGateway):
+    """A gateway served on loopback (as a `Counting` app), with its usage log and clients."""
+
+    default_key = CLIENT_KEY
 
     def __init__(self, app: Counting, url: str) -> None:
+        super().__init__(app.gateway, url)
         self.app = app
-        self.gateway = app.gateway
-        self.url = url
-        self.usage: UsageLog = next(p for p in self.gateway.pm.get_plugins() if isinstance(p, UsageLog))
 
     def reset(self) -> None:
         """Forget the usage records, once every request started so far has recorded its own
@@ -131,9 +120,6 @@ class Served:
         self.records(self.app.started)
         self.usage.records.clear()
         self.app.started = 0
-
-    def client(self, **kwargs: Any) -> openai.OpenAI:
-        return openai.OpenAI(api_key=CLIENT_KEY, base_url=self.url, max_retries=0, timeout=10, **kwargs)
 
     def post(self, path: str, body: dict[str, Any]) -> httpx2.Response:
         return httpx2.post(f"{self.url}{path}", json=body, timeout=10, headers={"authorization": f"Bearer {CLIENT_KEY}"})
@@ -145,12 +131,13 @@ class Served:
             payloads = [line[6:].encode() for line in response.iter_lines() if line.startswith("data: ")]
         return response, payloads
 
-    def records(self, count: int = 1, timeout: float = 5.0) -> list[UsageRecord]:
-        deadline = time.monotonic() + timeout
-        while len(self.usage.records) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert len(self.usage.records) >= count, f"expected {count} usage records, got {self.usage.records}"
-        return self.usage.records
+
+@contextmanager
+def serve_counting(config: dict[str, Any]) -> Iterator[Served]:
+    """A gateway with a usage log, served on loopback as a `Counting` app."""
+    app = Counting(Gateway(config, plugins=(UsageLog,)))
+    with serve(app) as url:
+        yield Served(app, url)
 
 
 def chunks_of(payloads: list[bytes]) -> list[dict[str, Any]]:

@@ -3,7 +3,6 @@ or the Redis backend, and the Redis server the tests share (a unique key prefix 
 
 from __future__ import annotations
 
-import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,32 +11,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from compatgate_ratelimit import RateLimit
 
-from compatgate import Gateway
-from compatgate.testing import FakeUpstream, serve
+from compatgate.testing import (FakeUpstream, delete_redis_keys, fake_upstream, require_service,
+                                serve_gateway)
 
 # --import-mode=importlib puts no test folder on sys.path: make ratelimit_support importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ratelimit_support import REDIS_URL, Served, UsageLog, gateway_config
+from ratelimit_support import REDIS_URL, Served, gateway_config
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """The test Redis; unreachable: skipped, or failed when CI=true (CI must test Redis)."""
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        reason = f"Redis at {REDIS_URL} is unreachable ({exc}); set COMPATGATE_TEST_REDIS_URL"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true: the Redis tests must run)")
-        pytest.skip(reason)
-    finally:
-        client.close()
-    return REDIS_URL
+    return require_service("Redis", REDIS_URL, env="COMPATGATE_TEST_REDIS_URL")
 
 
 @pytest.fixture
@@ -46,15 +34,7 @@ def key_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
     prefix = f"compatgate-test:{uuid.uuid4().hex}"
     yield prefix
     if "redis_url" in request.fixturenames:
-        client = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-        try:
-            keys = list(client.scan_iter(match=f"{{{prefix}}}*", count=1000))
-            if keys:
-                client.delete(*keys)
-        except redis.RedisError:
-            pass
-        finally:
-            client.close()
+        delete_redis_keys(REDIS_URL, f"{{{prefix}}}*")
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -68,9 +48,8 @@ def backend(request: pytest.FixtureRequest, key_prefix: str) -> dict[str, Any]:
 
 @pytest.fixture
 def upstream() -> Iterator[tuple[FakeUpstream, str]]:
-    fake = FakeUpstream()
-    with serve(fake) as url:
-        yield fake, url
+    with fake_upstream() as served:
+        yield served
 
 
 @pytest.fixture
@@ -90,8 +69,7 @@ def make_gateway(upstream: tuple[FakeUpstream, str]) -> Iterator[Callable[..., S
             config = gateway_config(
                 upstream[1], ratelimit, load_entrypoints=entrypoints, **settings
             )
-            own = (UsageLog, *plugins) if entrypoints else (UsageLog, RateLimit, *plugins)
-            gateway = Gateway(config, plugins=own)
-            return Served(gateway, stack.enter_context(serve(gateway)))
+            own = plugins if entrypoints else (RateLimit, *plugins)
+            return stack.enter_context(serve_gateway(config, own, served=Served))
 
         yield make

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -14,8 +13,8 @@ import httpx2
 import orjson
 from compatgate_ratelimit import RateLimit
 
-from compatgate import Gateway, RequestContext, UsageRecord, hookimpl
-from compatgate.testing import FakeUpstream, Received
+from compatgate import Gateway
+from compatgate.testing import FakeUpstream, Received, ServedGateway
 
 REDIS_URL = os.environ.get("COMPATGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 UPSTREAM_KEY = "sk-upstream-ratelimit-test"
@@ -134,24 +133,8 @@ def slow_reply(
     return handler
 
 
-class UsageLog:
-    """Keeps every record_usage call of its gateway."""
-
-    def __init__(self, gateway: Gateway) -> None:
-        self.records: list[UsageRecord] = []
-
-    @hookimpl
-    def record_usage(self, ctx: RequestContext, record: UsageRecord) -> None:
-        self.records.append(record)
-
-
-class Served:
+class Served(ServedGateway):
     """A gateway served on loopback, with its usage log."""
-
-    def __init__(self, gateway: Gateway, url: str) -> None:
-        self.gateway = gateway
-        self.url = url
-        self.usage: UsageLog = next(p for p in gateway.pm.get_plugins() if isinstance(p, UsageLog))
 
     def post(
         self,
@@ -166,15 +149,6 @@ class Served:
             timeout=timeout,
             headers={"authorization": f"Bearer {key}"},
         )
-
-    def records(self, count: int, timeout: float = 5.0) -> list[UsageRecord]:
-        deadline = time.monotonic() + timeout
-        while len(self.usage.records) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert len(self.usage.records) >= count, (
-            f"expected {count} usage records, got {self.usage.records}"
-        )
-        return self.usage.records
 
     @property
     def limiter(self) -> RateLimit:
