@@ -78,12 +78,17 @@ def test_non_streamed_passes_every_parameter_through(gw: Served, upstream, opena
     assert (record.model, record.provider, record.upstream_model) == ("gpt-4o", "up", "gpt-4o-2024-08-06")
 
 
+@pytest.mark.parametrize("one_write", [False, True], ids=["event-by-event", "one-write"])
 @pytest.mark.parametrize("recording", RECORDINGS)
-def test_recorded_stream_is_relayed_exactly(gw: Served, upstream, recording: str, openai_schema: OpenAISchema):
+def test_recorded_stream_is_relayed_exactly(
+    gw: Served, upstream, recording: str, one_write: bool, openai_schema: OpenAISchema
+):
+    """Event by event, or all in one network write (the gateway then writes the events of one
+    read together): either way the client gets every chunk, byte for byte."""
     fake, _ = upstream
     content = (FIXTURES / "openai-sse" / recording).read_bytes()
     recorded = events(content)
-    fake.handler = fake.sse_reply(content)
+    fake.handler = fake.sse_reply(content, split=b"" if one_write else b"\n\n")
     n = max(c["index"] for e in recorded for c in e["choices"]) + 1
 
     response, payloads = raw_stream(gw, {"model": "gpt-4o", "messages": MESSAGES, "stream": True, "n": n})

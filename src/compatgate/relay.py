@@ -21,7 +21,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from .exceptions import GatewayError, UpstreamError, UpstreamStreamError
-from .provider import ChunkStream
+from .provider import Chunk, ChunkStream
 from .sse import encode_event
 from .usage import Outcome, Usage, estimate_prompt_tokens, estimate_tokens
 
@@ -86,10 +86,10 @@ class StreamRelay:
     async def _relay(self, send: Send) -> GatewayError | None:
         """Relay every chunk; the error that ended the stream, or None when it completed."""
         ctx = self.ctx
-        hooks = ctx.gateway.hooks
-        transform = hooks.implemented("transform_stream_chunk")
+        transform = ctx.gateway.hooks.implemented("transform_stream_chunk")
         expected = ctx.body.get("n") or 1
         finished: set[Any] = set()
+        pending: list[bytes] = []  # events of one network read not yet written
         try:
             async for chunk in self.chunks:
                 data = chunk.data
@@ -109,32 +109,41 @@ class StreamRelay:
                             finished.add(choice.get("index", 0))
                             self.finish_reasons.append(str(reason))
                         self.generated += _generated(choice.get("delta") or choice)
-                elif usage and not ctx.include_usage:
+                if choices or not usage or ctx.include_usage:  # all but a usage chunk not asked for
+                    self._append(pending, await self._payload(chunk, data, transform))
+                if chunk.more or not pending:  # more of the same network read follows: write together
                     continue
-                if transform:
-                    data = await hooks.chain("transform_stream_chunk", "chunk", data, ctx=ctx)
-                    payload = orjson.dumps(data)
-                else:
-                    payload = chunk.raw if chunk.raw is not None else orjson.dumps(data)
-                if ctx.first_token_at is None:
-                    ctx.first_token_at = time.perf_counter()
-                await send({"type": "http.response.body", "body": b"data: " + payload + b"\n\n", "more_body": True})
+                body = pending[0] if len(pending) == 1 else b"".join(pending)
+                pending.clear()
+                await send({"type": "http.response.body", "body": body, "more_body": True})
             if len(finished) < expected:
                 raise UpstreamStreamError(
                     "The upstream stream ended before the response was complete "
                     "(no finish_reason); the answer is truncated."
                 )
         except GatewayError as exc:
-            await send({"type": "http.response.body", "body": encode_event(exc.to_json()), "more_body": False})
+            await send({"type": "http.response.body", "body": _end(pending, encode_event(exc.to_json())), "more_body": False})
             return exc
         except Exception as exc:  # a provider bug: still end the stream as an error
             logger.exception("compatgate: stream of request %s failed", ctx.request_id)
             failure = UpstreamStreamError(f"The stream failed inside the gateway ({type(exc).__name__}).")
-            await send({"type": "http.response.body", "body": encode_event(failure.to_json()), "more_body": False})
+            await send({"type": "http.response.body", "body": _end(pending, encode_event(failure.to_json())), "more_body": False})
             return failure
-        await send({"type": "http.response.body", "body": _DONE, "more_body": False})
+        await send({"type": "http.response.body", "body": _end(pending, _DONE), "more_body": False})
         return None
 
+
+    async def _payload(self, chunk: Chunk, data: dict[str, Any], transform: bool) -> bytes:
+        """The bytes of one chunk: the upstream's own, unless a hook changes the chunk."""
+        if transform:
+            ctx = self.ctx
+            return orjson.dumps(await ctx.gateway.hooks.chain("transform_stream_chunk", "chunk", data, ctx=ctx))
+        return chunk.raw if chunk.raw is not None else orjson.dumps(data)
+
+    def _append(self, pending: list[bytes], payload: bytes) -> None:
+        if self.ctx.first_token_at is None:
+            self.ctx.first_token_at = time.perf_counter()
+        pending.append(b"data: " + payload + b"\n\n")
 
     def _estimate(self) -> Usage:
         """The usage of a stream whose upstream never said it: estimated from the request and
@@ -146,6 +155,11 @@ class StreamRelay:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _end(pending: list[bytes], last: bytes) -> bytes:
+    """The final write: events still pending (a stream that ended mid-read), then ``last``."""
+    return b"".join(pending) + last if pending else last
 
 
 def _generated(delta: dict[str, Any]) -> int:
