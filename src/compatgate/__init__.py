@@ -20,7 +20,7 @@ from .exceptions import (
 )
 from .gateway import Gateway
 from .hookspecs import hookimpl
-from .provider import Chunk, ChunkStream, HTTPProvider, Provider, Reply
+from .provider import Chunk, ChunkStream, HTTPProvider, Provider, Reply, decode_event
 from .sse import SSEDecoder, ServerSentEvent, encode_event
 from .timeouts import call_provider
 from .usage import Attempt, Usage, UsageRecord
@@ -61,6 +61,7 @@ __all__ = [
     "Usage",
     "UsageRecord",
     "call_provider",
+    "decode_event",
     "encode_event",
     "hookimpl",
     "load_config",

@@ -31,7 +31,7 @@ from .uploads import Form
 if TYPE_CHECKING:
     from .context import RequestContext
 
-__all__ = ["Chunk", "ChunkStream", "HTTPProvider", "Provider", "RawReply", "Reply"]
+__all__ = ["Chunk", "ChunkStream", "HTTPProvider", "Provider", "RawReply", "Reply", "decode_event"]
 
 Body = dict[str, Any]
 
@@ -310,14 +310,19 @@ class HTTPProvider(Provider):
                 for index, event in enumerate(batch):
                     if event.data == b"[DONE]":
                         return
-                    try:
-                        data = orjson.loads(event.data)
-                    except orjson.JSONDecodeError:
-                        raise UpstreamStreamError("The upstream sent an event that is not valid JSON.") from None
-                    if not isinstance(data, dict):
-                        raise UpstreamStreamError("The upstream sent an event that is not a JSON object.")
                     more = index < last and batch[index + 1].data != b"[DONE]"
-                    yield Chunk(data, event.data, more)
+                    yield Chunk(decode_event(event), event.data, more)
+
+
+def decode_event(event: ServerSentEvent) -> Body:
+    """The JSON object an upstream event carries; `UpstreamStreamError` when it is not one."""
+    try:
+        data = orjson.loads(event.data)
+    except orjson.JSONDecodeError:
+        raise UpstreamStreamError("The upstream sent an event that is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise UpstreamStreamError("The upstream sent an event that is not a JSON object.")
+    return data
 
 
 def _json_reply(content: bytes) -> Reply:

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import openai
 import pytest
 from anthropic_support import MESSAGES, MODEL, UPSTREAM_KEY, Served, exact_reply, message, recording
-from compatgate_anthropic.errors import duration, rate_limit_headers
+from compatgate_anthropic.errors import rate_limit_headers
 
+from compatgate.http import reset_duration as duration
 from compatgate.testing import OpenAISchema
 
 

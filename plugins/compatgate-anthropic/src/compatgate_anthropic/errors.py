@@ -14,8 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from compatgate import UpstreamError, UpstreamStreamError
+from compatgate.http import reset_duration
 
-__all__ = ["OPENAI_TYPES", "duration", "map_upstream_error", "rate_limit_headers", "stream_error"]
+__all__ = ["OPENAI_TYPES", "map_upstream_error", "rate_limit_headers", "stream_error"]
 
 #: Anthropic error type -> OpenAI error type.
 OPENAI_TYPES: Mapping[str, str] = {
@@ -100,17 +101,5 @@ def _until(timestamp: str, now: float) -> str:
         return timestamp  # not RFC 3339: relay it as it came
     if moment.tzinfo is None:
         return timestamp
-    return duration(moment.timestamp() - now)
+    return reset_duration(moment.timestamp() - now)
 
-
-def duration(seconds: float) -> str:
-    """A duration the way OpenAI writes its reset headers: ``"6m0s"``, ``"1.5s"``, ``"20ms"``."""
-    milliseconds = max(0, round(seconds * 1000))
-    if milliseconds < 1000:
-        return f"{milliseconds}ms" if milliseconds else "0s"
-    hours, rest = divmod(milliseconds, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    text = f"{rest / 1000:.3f}".rstrip("0").rstrip(".") + "s"
-    if hours:
-        return f"{hours}h{minutes}m{text}"
-    return f"{minutes}m{text}" if minutes else text

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import httpx2
 import orjson
 
-from compatgate import Chunk, ServerSentEvent, UpstreamStreamError
+from compatgate import Chunk, ServerSentEvent, UpstreamStreamError, decode_event
 
 from .errors import stream_error
 from .response import finish_reason, openai_usage, thinking_entry
@@ -215,13 +215,7 @@ async def openai_stream(
         async for event in upstream:
             if not event.data.strip():
                 continue  # an event without data (a keep-alive) says nothing
-            try:
-                data = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                raise UpstreamStreamError("The upstream sent an event that is not valid JSON.") from None
-            if not isinstance(data, dict):
-                raise UpstreamStreamError("The upstream sent an event that is not a JSON object.")
-            for chunk in converter.feed(data, event.event):
+            for chunk in converter.feed(decode_event(event), event.event):
                 yield Chunk(chunk)
             if converter.done:
                 return

@@ -9,25 +9,16 @@ its initial state"), written as OpenAI writes it: ``"1s"``, ``"6m0s"``, ``"250ms
 
 from __future__ import annotations
 
+from compatgate.http import reset_duration
+
 from .backend import Decision, Plan
 
 __all__ = ["format_duration", "rate_limit_headers"]
 
 
 def format_duration(ms: float) -> str:
-    """A duration as OpenAI's headers (and Go's ``time.Duration``) write it, to the ms:
-    ``0s``, ``20ms``, ``1s``, ``1.5s``, ``6m0s``, ``1h2m3.25s``."""
-    ms = max(0, round(ms))
-    if ms < 1000:
-        return f"{ms}ms" if ms else "0s"
-    hours, rest = divmod(ms, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    seconds = f"{rest // 1000}.{rest % 1000:03d}".rstrip("0").rstrip(".") + "s"
-    if hours:
-        return f"{hours}h{minutes}m{seconds}"
-    if minutes:
-        return f"{minutes}m{seconds}"
-    return seconds
+    """``ms`` milliseconds as OpenAI's reset headers write a duration (``"6m0s"``)."""
+    return reset_duration(ms / 1000.0)
 
 
 def rate_limit_headers(plan: Plan, decision: Decision) -> dict[str, str]:
