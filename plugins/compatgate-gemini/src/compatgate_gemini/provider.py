@@ -62,6 +62,10 @@ class GeminiProvider(HTTPProvider):
         _check_choices(config.options, f"providers.{config.name}")
         self.api_version = str(self.option("api_version", "v1beta")).strip("/")
 
+    @property
+    def owned_by(self) -> str:
+        return self.config.owned_by or "google"
+
     def check_model(self, model: ModelConfig) -> None:
         super().check_model(model)
         _check_choices(model.options, f"models {model.name!r}")
