@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .context import RequestContext
-from .exceptions import GatewayError, ModelNotFoundError, NotFoundError, PermissionDeniedError
+from .exceptions import GatewayError, MethodNotAllowedError, ModelNotFoundError, NotFoundError, PermissionDeniedError
 from .byterelay import ByteRelay
 from .provider import RawReply, Reply
 from .relay import StreamRelay
@@ -271,13 +271,7 @@ async def _error_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
 
 
 def _method_not_allowed(request: Request, allowed: str) -> GatewayError:
-    return GatewayError(
-        f"Method {request.method} is not allowed on {request.url.path}; use {allowed}.",
-        status_code=405,
-        type="invalid_request_error",
-        code="method_not_allowed",
-        headers={"allow": allowed},
-    )
+    return MethodNotAllowedError(request.method, allowed, request.url.path)
 
 
 _UNSUPPORTED = ("fine_tuning", "fine-tunes", "files", "organization", "billing", "dashboard",

@@ -14,6 +14,7 @@ Hierarchy::
     ├── PermissionDeniedError         403 model_not_allowed (or another code)
     ├── NotFoundError                 404 not_found / unsupported_endpoint
     │   └── ModelNotFoundError        404 model_not_found
+    ├── MethodNotAllowedError         405 method_not_allowed (with Allow)
     ├── RateLimitError                429 rate_limit_exceeded (with Retry-After)
     │   └── InsufficientQuotaError    429 insufficient_quota
     └── UpstreamError                 the upstream failed: its status (502 when it gave none)
@@ -35,6 +36,7 @@ __all__ = [
     "GatewayError",
     "InsufficientQuotaError",
     "InvalidRequestError",
+    "MethodNotAllowedError",
     "ModelNotFoundError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -124,6 +126,19 @@ class NotFoundError(GatewayError):
 
 class ModelNotFoundError(NotFoundError):
     code = "model_not_found"
+
+
+class MethodNotAllowedError(GatewayError):
+    """405 for ``method`` where only ``allowed`` (e.g. ``"GET, POST"``) is served; the message
+    names ``path`` when given."""
+
+    status_code = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+    def __init__(self, method: str, allowed: str, path: str | None = None) -> None:
+        where = f"on {path}" if path else "here"
+        super().__init__(f"Method {method} is not allowed {where}; use {allowed}.", headers={"allow": allowed})
 
 
 class RateLimitError(GatewayError):

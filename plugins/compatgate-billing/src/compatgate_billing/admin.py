@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from compatgate import AuthenticationError, GatewayError, InvalidRequestError, NotFoundError
+from compatgate import AuthenticationError, GatewayError, InvalidRequestError, MethodNotAllowedError, NotFoundError
 
 from .manage import KeyManager, KeyNotFound, KeySpec, OperationError, parse_amount, parse_time
 from .store import GROUPS, Store, now_ms
@@ -77,13 +77,7 @@ class AdminAPI:
                 handler = handlers.get(request.method)
                 if handler is None:
                     allowed = ", ".join(handlers)
-                    raise GatewayError(
-                        f"Method {request.method} is not allowed here; use {allowed}.",
-                        status_code=405,
-                        type="invalid_request_error",
-                        code="method_not_allowed",
-                        headers={"allow": allowed},
-                    )
+                    raise MethodNotAllowedError(request.method, allowed)
                 return await handler(request)
             except GatewayError as exc:
                 return _error(exc)
