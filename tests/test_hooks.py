@@ -410,7 +410,7 @@ def test_startup_and_shutdown_hooks_are_awaited(upstream):
         async def startup(self, gateway: Gateway) -> None:
             assert gateway is self.gateway
             # Providers start before the startup hooks: the upstream pool is open.
-            assert gateway.providers["up"]._client is not None
+            assert gateway.providers["up"]._transport is not None
             await asyncio.sleep(0.01)
             events.append("async startup")
 
@@ -432,7 +432,7 @@ def test_startup_and_shutdown_hooks_are_awaited(upstream):
             await gateway.startup()  # once only
             assert events == ["sync startup", "async startup"]
         assert events[2:] == ["sync shutdown", "async shutdown"]
-        assert gateway.providers["up"]._client is None
+        assert gateway.providers["up"]._transport is None
 
     asyncio.run(asyncio.wait_for(main(), 10))
 

@@ -158,7 +158,7 @@ def test_fastapi_mount_with_lifespan(upstream, openai_schema: OpenAISchema, styl
     with serve(app) as base:
         # Started by the host's lifespan, before any request.
         assert events == (["host startup", "gateway startup"] if style == "composed" else ["gateway startup"])
-        assert provider._client is not None
+        assert provider._transport is not None
         with sdk(f"{base}/v1") as client:
             fake.handler = fake.json_reply(ANSWER)
             assert client.chat.completions.create(model="gpt-4o", messages=MESSAGES).choices[0].message.content == "Hi."
@@ -176,7 +176,7 @@ def test_fastapi_mount_with_lifespan(upstream, openai_schema: OpenAISchema, styl
         assert [r.outcome for r in plugin_of(gateway, UsageLog).records] == ["ok", "ok"]
         watch.take()
     # The host app shut down: the gateway ran its shutdown hooks and closed its upstream pool...
-    assert provider._client is None
+    assert provider._transport is None
     if style == "direct":
         assert events[-1] == "gateway shutdown"
         return
@@ -200,7 +200,7 @@ def test_fastapi_mount_without_lifespan_starts_lazily(upstream):
     app = FastAPI(lifespan=close_only)
     app.mount("/v1", gateway)  # a Mount does not run the sub-app's lifespan
     with serve(app) as base:
-        assert events == [] and gateway.providers["up"]._client is None
+        assert events == [] and gateway.providers["up"]._transport is None
         with sdk(f"{base}/v1") as client:
             fake.handler = fake.json_reply(ANSWER)
             assert client.chat.completions.create(model="gpt-4o", messages=MESSAGES).choices[0].message.content == "Hi."
@@ -209,7 +209,7 @@ def test_fastapi_mount_without_lifespan_starts_lazily(upstream):
             assert list(client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
             assert [m.id for m in client.models.list().data][0] == "gpt-4o"
         assert events == ["gateway startup"]  # once
-    assert events == ["gateway startup", "gateway shutdown"] and gateway.providers["up"]._client is None
+    assert events == ["gateway startup", "gateway shutdown"] and gateway.providers["up"]._transport is None
 
 
 # -- two gateways in one Starlette app -------------------------------------------------------
@@ -323,7 +323,7 @@ def test_two_gateways_in_one_app(upstream, openai_schema: OpenAISchema):
     assert [r.request_id for r in plugin_of(gw_b, UsageLog).records] == ["b-1", "b-2", "b-3"]
     assert [r.status_code for r in plugin_of(gw_a, UsageLog).records] == [200, 401, 404]
     # Both were shut down with the host app, and their upstream connections closed.
-    assert gw_a.providers["up"]._client is None and gw_b.providers["up"]._client is None
+    assert gw_a.providers["up"]._transport is None and gw_b.providers["up"]._transport is None
     assert watch.left == set() or not watch.observable, f"still open: {watch.left}"
 
 
@@ -348,4 +348,4 @@ def test_connection_check_sees_a_leak(upstream):
         client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
         watch.take()
     assert watch.left == watch.opened != set()
-    assert gateway.providers["up"]._client is None
+    assert gateway.providers["up"]._transport is None

@@ -48,6 +48,16 @@ class _ResponseStream(httpx2.AsyncByteStream):
             async for chunk in self._response.content.iter_any():
                 yield chunk
 
+    def _timeout(self, given: dict[str, float | None]) -> aiohttp.ClientTimeout:
+        """httpx2's timeouts as aiohttp's (the same few settings recur: made once each)."""
+        key = (given.get("connect"), given.get("read"), given.get("pool"))
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=key[0], sock_read=key[1], connect=key[2])
+            if len(self._timeouts) < 64:
+                self._timeouts[key] = timeout
+        return timeout
+
     async def aclose(self) -> None:
         if self._response.content.at_eof():
             self._response.release()
@@ -69,6 +79,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             verify if isinstance(verify, ssl.SSLContext) else (httpx2.create_ssl_context() if verify else False)
         )
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -84,7 +95,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         if self._session is None or self._session.closed:
             self._session = self._open()
-        timeout = request.extensions.get("timeout", {})
+        timeout = self._timeout(request.extensions.get("timeout", {}))
         try:
             data: bytes | httpx2.AsyncByteStream | None = request.content or None
         except httpx2.RequestNotRead:
@@ -98,12 +109,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 data=data,
                 allow_redirects=False,
                 compress=None,
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    sock_connect=timeout.get("connect"),
-                    sock_read=timeout.get("read"),
-                    connect=timeout.get("pool"),
-                ),
+                timeout=timeout,
             )
         return httpx2.Response(
             status_code=response.status,
@@ -112,6 +118,16 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             request=request,
             extensions={"http_version": b"HTTP/1.1"},
         )
+
+    def _timeout(self, given: dict[str, float | None]) -> aiohttp.ClientTimeout:
+        """httpx2's timeouts as aiohttp's (the same few settings recur: made once each)."""
+        key = (given.get("connect"), given.get("read"), given.get("pool"))
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=key[0], sock_read=key[1], connect=key[2])
+            if len(self._timeouts) < 64:
+                self._timeouts[key] = timeout
+        return timeout
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -1,8 +1,9 @@
 """The upstream HTTP client: the one place that knows which transport runs under the httpx API.
 
-`create_client` builds one pooled ``httpx2.AsyncClient`` per provider (keep-alive, the
-provider's timeouts and headers); ``transport = "aiohttp"`` (the default, chosen by
-measurement) or ``"httpx"`` (httpx2's own) selects what carries it. The error helpers turn
+`create_transport` builds one pooled transport per provider: ``transport = "aiohttp"`` (the
+default, chosen by measurement) or ``"httpx"`` (httpx2's own); `default_headers` and `timeout`
+are what each call carries, and `create_client` puts the three together in an
+``httpx2.AsyncClient``. The error helpers turn
 transport failures and upstream error bodies into `UpstreamError`s that never carry the
 upstream key or credentials from a URL.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import httpx2
@@ -25,34 +27,51 @@ from .exceptions import (
     UpstreamUnavailableError,
 )
 
-__all__ = ["create_client", "request_errors", "reset_duration", "scrub", "stream_errors", "upstream_error"]
+__all__ = ["create_client", "create_transport", "default_headers", "request_errors", "reset_duration", "scrub", "stream_errors", "timeout", "upstream_error"]
+
+try:
+    _VERSION = version("compatgate")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    _VERSION = "0"
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "invalid_request_error", 429: "rate_limit_error"}
 
 
-def create_client(config: ProviderConfig, **kwargs: Any) -> httpx2.AsyncClient:
-    """A pooled client for ``config.base_url`` with the provider's timeouts and headers."""
+def create_transport(config: ProviderConfig) -> httpx2.AsyncBaseTransport:
+    """The pooled transport of ``config``'s provider: aiohttp's, or httpx2's own."""
     limits = httpx2.Limits(
         max_connections=config.max_connections, max_keepalive_connections=config.max_connections
     )
-    transport: httpx2.AsyncBaseTransport
     if config.transport == "httpx":
-        transport = httpx2.AsyncHTTPTransport(limits=limits)
-    else:
-        transport = AiohttpTransport(limits=limits)
-    timeout = httpx2.Timeout(
+        return httpx2.AsyncHTTPTransport(limits=limits)
+    return AiohttpTransport(limits=limits)
+
+
+def default_headers(config: ProviderConfig) -> dict[str, str]:
+    """The headers of every upstream call: the client defaults, then the provider's ``headers``."""
+    return {"accept": "*/*", "accept-encoding": "gzip, deflate", "connection": "keep-alive",
+            "user-agent": f"compatgate/{_VERSION}",
+            **{name.lower(): value for name, value in config.headers.items()}}  # fmt: skip
+
+
+def timeout(config: ProviderConfig) -> httpx2.Timeout:
+    """The transport's timeouts: ``connect_timeout`` (also for a free pool connection) and
+    ``read_timeout`` (also for writing)."""
+    return httpx2.Timeout(
         connect=config.connect_timeout,
         read=config.read_timeout,
         write=config.read_timeout,
         pool=config.connect_timeout,
     )
+
+
+def create_client(config: ProviderConfig, **kwargs: Any) -> httpx2.AsyncClient:
+    """A pooled client for ``config.base_url`` with the provider's timeouts and headers
+    (``kwargs`` go to ``httpx2.AsyncClient``; ``transport`` defaults to `create_transport`)."""
+    kwargs.setdefault("transport", create_transport(config))
     return httpx2.AsyncClient(
-        base_url=config.base_url or "",
-        headers=dict(config.headers),
-        timeout=timeout,
-        transport=transport,
-        **kwargs,
+        base_url=config.base_url or "", headers=default_headers(config), timeout=timeout(config), **kwargs
     )
 
 

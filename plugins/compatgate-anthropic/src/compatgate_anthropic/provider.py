@@ -4,7 +4,6 @@ API (``POST {base_url}/v1/messages`` with ``x-api-key`` and ``anthropic-version`
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, cast
 
 import httpx2
@@ -18,7 +17,6 @@ from compatgate import (
     ServerSentEvent,
     UpstreamError,
 )
-from compatgate.http import create_client
 
 from .errors import map_upstream_error, rate_limit_headers
 from .request import build_request
@@ -32,19 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["AnthropicProvider"]
 
 Body = dict[str, Any]
-
-# Where the upstream's rate-limit headers go: the response headers of the request being sent.
-_RESPONSE_HEADERS: ContextVar[dict[str, str] | None] = ContextVar(
-    "compatgate_anthropic_headers", default=None
-)
-
-
-async def _keep_rate_limits(response: httpx2.Response) -> None:
-    """httpx response hook: translate the rate-limit headers of every upstream answer, errors
-    included (`HTTPProvider.send` raises on an error status before we could read them)."""
-    headers = _RESPONSE_HEADERS.get()
-    if headers is not None:
-        headers.update(rate_limit_headers(response.headers))
 
 
 class AnthropicProvider(HTTPProvider):
@@ -79,12 +64,6 @@ class AnthropicProvider(HTTPProvider):
             settings = self._models[model.name]
         return settings
 
-    @property
-    def client(self) -> httpx2.AsyncClient:
-        if self._client is None:
-            self._client = create_client(self.config, event_hooks={"response": [_keep_rate_limits]})
-        return self._client
-
     def headers(self, ctx: RequestContext) -> dict[str, str]:
         headers = {
             "content-type": "application/json",
@@ -99,16 +78,10 @@ class AnthropicProvider(HTTPProvider):
         """Anthropic's error answer in OpenAI terms (see `map_upstream_error`)."""
         return map_upstream_error(super().error_for(status, content))
 
-    async def send(
-        self, ctx: RequestContext, path: str, body: Body, *, stream: bool = False
-    ) -> httpx2.Response:
-        """`HTTPProvider.send`, with the upstream's rate-limit headers added to the client's
-        response (errors included)."""
-        token = _RESPONSE_HEADERS.set(ctx.response_headers)
-        try:
-            return await super().send(ctx, path, body, stream=stream)
-        finally:
-            _RESPONSE_HEADERS.reset(token)
+    def received(self, ctx: RequestContext, response: httpx2.Response) -> None:
+        """Keep the upstream's rate-limit headers, in OpenAI terms, for the client's response
+        (errors included)."""
+        ctx.response_headers.update(rate_limit_headers(response.headers))
 
     async def chat_completions(self, ctx: RequestContext, body: Body) -> Reply | ChunkStream:
         settings = self.settings_for(ctx.route.model if ctx.route else None)
