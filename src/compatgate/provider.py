@@ -244,12 +244,17 @@ class HTTPProvider(Provider):
             for extra in await hooks.each("upstream_headers", ctx=ctx, provider=self):
                 for name, value in (extra or {}).items():
                     headers.setdefault(name.lower(), value)
-        content: bytes | AsyncIterator[bytes] = orjson.dumps(body)
+        url, extensions = self.url(path), {"timeout": self._timeout}
         if isinstance(body, Form):
-            content, headers["content-type"] = body.stream(), body.content_type
-        request = httpx2.Request(
-            "POST", self.url(path), content=content, headers=headers, extensions={"timeout": self._timeout}
-        )
+            headers["content-type"] = body.content_type
+            request = httpx2.Request("POST", url, content=body.stream(), headers=headers, extensions=extensions)
+        else:  # the framing headers set here spare httpx2 its generic request preparation
+            content = orjson.dumps(body)
+            headers["host"], headers["content-length"] = url.netloc.decode("ascii"), str(len(content))
+            request = httpx2.Request(
+                "POST", url, headers=headers, stream=httpx2.ByteStream(content), extensions=extensions
+            )
+            request.read()
         started = time.perf_counter()
         model = body.get("model") if isinstance(body.get("model"), str) else None
         try:
