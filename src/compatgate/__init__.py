@@ -21,6 +21,7 @@ from .exceptions import (
 )
 from .gateway import Gateway
 from .hookspecs import hookimpl
+from .hooks import withdraw_hooks
 from .provider import Chunk, ChunkStream, HTTPProvider, Provider, Reply, decode_event
 from .sse import SSEDecoder, ServerSentEvent, encode_event
 from .timeouts import call_provider
@@ -67,4 +68,5 @@ __all__ = [
     "encode_event",
     "hookimpl",
     "load_config",
+    "withdraw_hooks",
 ]

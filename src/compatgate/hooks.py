@@ -21,7 +21,7 @@ import pluggy
 from . import hookspecs
 from .exceptions import ConfigError
 
-__all__ = ["DEFAULT_PLUGINS", "Hooks", "create_plugin_manager"]
+__all__ = ["DEFAULT_PLUGINS", "Hooks", "create_plugin_manager", "withdraw_hooks"]
 
 logger = logging.getLogger("compatgate")
 
@@ -60,6 +60,18 @@ def create_plugin_manager(
     for plugin in plugins:
         pm.register(_instance(plugin, instantiate))
     return pm
+
+
+def withdraw_hooks(plugin: object, *names: str) -> None:
+    """Take the hook methods ``names`` away from the plugin instance ``plugin`` before it is
+    registered, e.g. in ``__init__`` when its configuration table is absent.
+
+    pluggy registers only the hook functions it finds on an instance, so an inert plugin then
+    costs nothing per request (an implemented ``admit_request`` that returns at once would still
+    be called for every request). Keep the methods' own early returns for an instance that goes
+    inert later."""
+    for name in names:
+        setattr(plugin, name, None)
 
 
 def _instance(plugin: object, instantiate: Callable[[type], object]) -> object:

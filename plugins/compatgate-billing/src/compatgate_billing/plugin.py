@@ -38,6 +38,7 @@ from compatgate import (
     RequestContext,
     UsageRecord,
     hookimpl,
+    withdraw_hooks,
 )
 from compatgate.usage import estimate_prompt_tokens
 
@@ -84,6 +85,9 @@ class Billing:
         self.writer: LedgerWriter | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._last_sweep = 0.0
+        if self.settings is None:  # inert at no cost
+            withdraw_hooks(self, "startup", "shutdown", "authenticate", "admit_request", "record_usage",
+                           "register_routes")  # fmt: skip
 
     @property
     def enabled(self) -> bool:

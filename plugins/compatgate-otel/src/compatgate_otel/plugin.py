@@ -30,7 +30,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer, TracerProvider
 
-from compatgate import Attempt, Gateway, Provider, RequestContext, UsageRecord, hookimpl
+from compatgate import Attempt, Gateway, Provider, RequestContext, UsageRecord, hookimpl, withdraw_hooks
 
 from . import semconv as sc
 from .settings import TracingSettings, load_tracer_provider, parse_settings
@@ -65,10 +65,7 @@ class Tracing:
         self._servers: dict[str, dict[str, Any]] = {}
         table = gateway.config.plugins.get("otel")
         if table is None and tracer_provider is None:
-            # Inert at no cost: pluggy registers only functions found on the instance, so the
-            # gateway gets no implementation to call (the early returns below cover an
-            # instance that goes inert later, when another one takes over).
-            self.upstream_headers = self.record_usage = None  # type: ignore[assignment,method-assign]
+            withdraw_hooks(self, "upstream_headers", "record_usage")  # inert at no cost
             return
         self.settings = parse_settings(table or {}, gateway.config.source)
         if tracer_provider is None and self.settings.tracer_provider:

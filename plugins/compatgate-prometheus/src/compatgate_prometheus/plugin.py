@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from starlette.routing import BaseRoute, Route
 
-from compatgate import Gateway, RequestContext, UsageRecord, hookimpl
+from compatgate import Gateway, RequestContext, UsageRecord, hookimpl, withdraw_hooks
 
 from .exposition import _STATE, MetricsEndpoint
 from .metrics import GatewayMetrics
@@ -28,7 +28,7 @@ class Prometheus:
         self.metrics: GatewayMetrics | None = None
         table = gateway.config.plugins.get("prometheus")
         if table is None:
-            _withdraw_hooks(self, ("register_routes", "admit_request", "record_usage"))
+            withdraw_hooks(self, "register_routes", "admit_request", "record_usage")
             return
         self.settings = parse_settings(table, gateway.config.source)
         previous = gateway.state.get(_STATE)
@@ -55,11 +55,3 @@ class Prometheus:
         if self.metrics is not None:
             self.metrics.finished(ctx, record)
 
-
-def _withdraw_hooks(plugin: object, names: tuple[str, ...]) -> None:
-    """Make an inert instance cost nothing: pluggy registers only functions found on the
-    instance, so hiding the hook methods behind ``None`` leaves the gateway with no
-    implementation to call (an implemented ``admit_request`` alone would be called for every
-    request). The methods' early returns cover an instance that goes inert later."""
-    for name in names:
-        setattr(plugin, name, None)

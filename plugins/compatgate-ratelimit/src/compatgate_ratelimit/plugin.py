@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from compatgate import Gateway, GatewayError, RateLimitError, RequestContext, UsageRecord, hookimpl
+from compatgate import Gateway, GatewayError, RateLimitError, RequestContext, UsageRecord, hookimpl, withdraw_hooks
 
 from .backend import NEVER, Backend, BackendUnavailable, Correction, Decision, Plan
 from .headers import format_duration, rate_limit_headers
@@ -94,6 +94,8 @@ class RateLimit:
         if self.configured:
             gateway.state[STATE_KEY] = self
             self._check_names()
+        else:  # inert at no cost
+            withdraw_hooks(self, "startup", "shutdown", "admit_request", "response_headers", "record_usage")
 
     @property
     def acting(self) -> bool:

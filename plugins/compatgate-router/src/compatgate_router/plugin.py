@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any
 
-from compatgate import ConfigError, ProviderConfig, RequestContext, Route, hookimpl
+from compatgate import ConfigError, ProviderConfig, RequestContext, Route, hookimpl, withdraw_hooks
 
 from .fallback import FallbackProvider
 from .health import Health, MemoryHealth
@@ -42,6 +42,8 @@ class Router:
         self.rng = random.Random(self.settings.seed)
         self.health: Health = self._health()
         self._configs: dict[str, ProviderConfig] = {}
+        if not self.active:  # inert at no cost
+            withdraw_hooks(self, "register_routes", "startup", "shutdown", "route_model", "list_models")
 
     def _health(self) -> Health:
         settings = self.settings
