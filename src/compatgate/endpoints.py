@@ -8,8 +8,8 @@ answer (JSON, or a `StreamRelay`) and record the usage exactly once.
 from __future__ import annotations
 
 import logging
+import os
 import re
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -51,7 +51,7 @@ def request_id(request: Request) -> str:
     given = request.headers.get("x-request-id")
     if given and _REQUEST_ID.fullmatch(given):
         return given
-    return f"req_{uuid.uuid4().hex}"
+    return f"req_{os.urandom(16).hex()}"
 
 
 def error_response(error: GatewayError, headers: list[tuple[bytes, bytes]] = []) -> Response:  # noqa: B006
