@@ -1,14 +1,12 @@
-"""Measurement primitives for run.py: processes, readiness, wrk, the SSE timing probe, RSS."""
+"""Measurement primitives for run.py: processes, readiness, validation, wrk, RSS and CPU."""
 
 from __future__ import annotations
 
 import contextlib
 import http.client
-import itertools
 import json
 import os
 import signal
-import statistics
 import subprocess
 import time
 import urllib.parse
@@ -16,8 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WRK_SCRIPT = Path(__file__).resolve().parent / "post.lua"
-API_KEY = "sk-bench"
-HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
+API_KEY = "sk-bench"  # the static key of every target; a variant may use another (Session)
+
+
+def headers(api_key: str = API_KEY) -> dict[str, str]:
+    return {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"}
 
 
 class BenchError(Exception):
@@ -60,18 +61,28 @@ def split_url(url: str) -> tuple[str, int, str]:
     return parts.hostname, parts.port, parts.path
 
 
-def post(url: str, body: bytes, timeout: float = 10.0) -> tuple[int, bytes]:
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+def post(url: str, body: bytes, timeout: float = 10.0, api_key: str = API_KEY) -> Answer:
     host, port, path = split_url(url)
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request("POST", path, body, HEADERS)
+        conn.request("POST", path, body, headers(api_key))
         response = conn.getresponse()
-        return response.status, response.read()
+        found = {name.lower(): value for name, value in response.getheaders()}
+        return Answer(response.status, found, response.read())
     finally:
         conn.close()
 
 
-def wait_ready(url: str, body: bytes, timeout_s: float, process: Process | None) -> None:
+def wait_ready(
+    url: str, body: bytes, timeout_s: float, process: Process | None, api_key: str = API_KEY
+) -> None:
     """Poll `url` with a JSON chat request until it answers 200 (or the process dies)."""
     deadline = time.monotonic() + timeout_s
     last_error = "no answer"
@@ -80,32 +91,67 @@ def wait_ready(url: str, body: bytes, timeout_s: float, process: Process | None)
             code = process.popen.returncode
             raise BenchError(f"exited with code {code}: {process.log_tail()}")
         try:
-            status, answer = post(url, body, timeout=2.0)
-            if status == 200:
+            answer = post(url, body, timeout=2.0, api_key=api_key)
+            if answer.status == 200:
                 return
-            last_error = f"HTTP {status}: {answer[:200]!r}"
+            last_error = f"HTTP {answer.status}: {answer.body[:200]!r}"
         except OSError as error:
             last_error = str(error)
         time.sleep(0.2)
     raise BenchError(f"not ready after {timeout_s:.0f}s ({last_error})")
 
 
-def validate(url: str, body: bytes, scenario: str) -> None:
-    """Check that one scenario answers in OpenAI wire format before it is measured."""
-    status, answer = post(url, body)
-    if status != 200:
-        raise BenchError(f"{scenario}: HTTP {status}: {answer[:200]!r}")
-    text = answer.decode(errors="replace")
-    if scenario == "sse":
-        events = [line[6:] for line in text.splitlines() if line.startswith("data: ")]
-        if not events or events[-1] != "[DONE]":
-            raise BenchError(f"sse: stream does not end with data: [DONE]: {text[-200:]!r}")
-        if json.loads(events[0]).get("object") != "chat.completion.chunk":
-            raise BenchError(f"sse: first event is not a chat.completion.chunk: {events[0]!r}")
-        return
-    expected = {"chat": "chat.completion", "embeddings": "list"}[scenario]
-    if json.loads(answer).get("object") != expected:
-        raise BenchError(f"{scenario}: object is not {expected!r}: {answer[:200]!r}")
+def _data_events(text: str) -> list[str]:
+    return [line[6:] for line in text.splitlines() if line.startswith("data: ")]
+
+
+def _check_chunks(check: str, text: str) -> None:
+    """An OpenAI chunk stream: chat.completion.chunks with content and a finish, then [DONE]."""
+    events = _data_events(text)
+    if not events or events[-1] != "[DONE]":
+        raise BenchError(f"{check}: stream does not end with data: [DONE]: {text[-200:]!r}")
+    chunks = [json.loads(event) for event in events[:-1]]
+    if any(chunk.get("object") != "chat.completion.chunk" for chunk in chunks):
+        raise BenchError(f"{check}: an event is not a chat.completion.chunk: {text[:200]!r}")
+    deltas = [choice for chunk in chunks for choice in chunk.get("choices") or []]
+    if not any(choice.get("delta", {}).get("content") for choice in deltas):
+        raise BenchError(f"{check}: no content delta: {text[:300]!r}")
+    if not any(choice.get("finish_reason") for choice in deltas):
+        raise BenchError(f"{check}: no finish_reason: {text[-300:]!r}")
+    if check == "sse-conv":  # the converter names the stream after the Anthropic message
+        if not str(chunks[0].get("id", "")).startswith("msg_"):
+            raise BenchError(f"sse-conv: not converted from Anthropic events: {events[0]!r}")
+        if not any(chunk.get("usage") for chunk in chunks):
+            raise BenchError(f"sse-conv: no usage chunk: {text[-300:]!r}")
+
+
+def _check_messages(text: str) -> None:
+    """An Anthropic Messages stream: message_start first, message_stop last."""
+    events = [json.loads(event) for event in _data_events(text)]
+    kinds = [event.get("type") for event in events]
+    if not kinds or kinds[0] != "message_start" or kinds[-1] != "message_stop":
+        raise BenchError(f"messages-sse: not message_start ... message_stop: {text[:200]!r}")
+
+
+def validate(url: str, body: bytes, check: str, api_key: str = API_KEY) -> Answer:
+    """Check that one scenario answers in the expected wire format before it is measured.
+
+    `check`: "chat", "sse", "sse-conv" (an OpenAI stream converted from Anthropic events),
+    "messages-sse" (the upstream's own Anthropic stream) or "embeddings".
+    """
+    answer = post(url, body, api_key=api_key)
+    if answer.status != 200:
+        raise BenchError(f"{check}: HTTP {answer.status}: {answer.body[:200]!r}")
+    text = answer.body.decode(errors="replace")
+    if check in ("sse", "sse-conv"):
+        _check_chunks(check, text)
+    elif check == "messages-sse":
+        _check_messages(text)
+    else:
+        expected = {"chat": "chat.completion", "embeddings": "list"}[check]
+        if json.loads(answer.body).get("object") != expected:
+            raise BenchError(f"{check}: object is not {expected!r}: {answer.body[:200]!r}")
+    return answer
 
 
 def _listening_inodes(port: int) -> set[str]:
@@ -165,14 +211,16 @@ class WrkResult:
         return self.requests / self.duration_s
 
 
-def run_wrk(url: str, body_file: Path, connections: int, duration_s: float) -> WrkResult:
+def run_wrk(
+    url: str, body_file: Path, connections: int, duration_s: float, api_key: str = API_KEY
+) -> WrkResult:
     """One bounded wrk run (1 thread) against a 127.0.0.1 URL."""
     assert split_url(url)[0] == "127.0.0.1", "load generators only target 127.0.0.1"
     argv = [
         "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration_s))}s",
         "--timeout", "10s", "-s", str(WRK_SCRIPT), url,
     ]  # fmt: skip
-    env = {**os.environ, "BENCH_BODY_FILE": str(body_file), "BENCH_API_KEY": API_KEY}
+    env = {**os.environ, "BENCH_BODY_FILE": str(body_file), "BENCH_API_KEY": api_key}
     done = subprocess.run(
         argv, env=env, capture_output=True, text=True, timeout=duration_s + 30, check=False
     )
@@ -189,69 +237,6 @@ def run_wrk(url: str, body_file: Path, connections: int, duration_s: float) -> W
         p99_ms=raw["p99_us"] / 1000,
         mean_ms=raw["mean_us"] / 1000,
         errors=errors,
-    )
-
-
-@dataclass(frozen=True)
-class StreamTiming:
-    streams: int
-    ttft_p50_ms: float
-    ttft_mean_ms: float
-    gap_mean_ms: float
-    gap_p99_ms: float
-
-
-def _one_stream(
-    conn: http.client.HTTPConnection, path: str, body: bytes
-) -> tuple[float, list[float]]:
-    """Send one streamed request; return (start, arrival time of each data event but [DONE])."""
-    start = time.perf_counter()
-    conn.request("POST", path, body, HEADERS)
-    response = conn.getresponse()
-    if response.status != 200:
-        raise BenchError(f"slow stream: HTTP {response.status}: {response.read()[:200]!r}")
-    stamps: list[float] = []
-    saw_done = False
-    while line := response.readline():
-        if line.startswith(b"data:"):
-            now = time.perf_counter()
-            if line.strip() == b"data: [DONE]":
-                saw_done = True
-            else:
-                stamps.append(now)
-    if not saw_done:
-        raise BenchError("slow stream: no data: [DONE]")
-    return start, stamps
-
-
-def stream_probe(url: str, body: bytes, streams: int, content_chunks: int) -> StreamTiming:
-    """Sequential streamed requests on one keep-alive connection, timing every SSE event.
-
-    Time to first token = request sent -> first `data:` line. The per-chunk gap is the mean
-    spacing of the first `content_chunks` events (the upstream spaces those evenly).
-    """
-    host, port, path = split_url(url)
-    assert host == "127.0.0.1", "load generators only target 127.0.0.1"
-    conn = http.client.HTTPConnection(host, port, timeout=30)
-    ttfts: list[float] = []
-    gaps: list[float] = []
-    try:
-        for _ in range(streams):
-            start, stamps = _one_stream(conn, path, body)
-            if len(stamps) < content_chunks:
-                raise BenchError(f"slow stream: {len(stamps)} events < {content_chunks}")
-            ttfts.append(stamps[0] - start)
-            timed = stamps[:content_chunks]
-            gaps.extend(b - a for a, b in itertools.pairwise(timed))
-    finally:
-        conn.close()
-    gaps.sort()
-    return StreamTiming(
-        streams=streams,
-        ttft_p50_ms=statistics.median(ttfts) * 1000,
-        ttft_mean_ms=statistics.fmean(ttfts) * 1000,
-        gap_mean_ms=statistics.fmean(gaps) * 1000,
-        gap_p99_ms=gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))] * 1000,
     )
 
 

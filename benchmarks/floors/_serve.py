@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 from collections.abc import Callable, Iterable
 
 import uvicorn
@@ -13,7 +14,9 @@ INBOUND_KEY = "Bearer sk-bench"
 UPSTREAM_KEY = "sk-upstream"
 # Response headers that describe the upstream framing; the relay's server sets its own.
 HOP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
-POOL_SIZE = 256  # generous so that 64 benchmark connections never queue for a pooled connection
+# Generous, so that 64 benchmark connections never queue for a pooled connection; run.py raises
+# it with $BENCH_POOL_SIZE for the phase that holds 1,000 streams open at once.
+POOL_SIZE = int(os.environ.get("BENCH_POOL_SIZE", "256"))
 
 
 def relay_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
