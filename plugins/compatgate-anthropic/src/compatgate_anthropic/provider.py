@@ -90,6 +90,6 @@ class AnthropicProvider(HTTPProvider):
             reply = await self.post_json(ctx, self.path, conversion.body)
             return Reply(openai_response(reply.data, conversion.json_tool, body["model"]))
         response = await self.send(ctx, self.path, conversion.body, stream=True)
-        events = self.events(cast(httpx2.Response, TerminatedResponse(response)))
-        upstream = cast(AsyncGenerator[ServerSentEvent, None], events)  # an async generator
+        batches = self.event_batches(cast(httpx2.Response, TerminatedResponse(response)))
+        upstream = cast(AsyncGenerator[list[ServerSentEvent], None], batches)  # an async generator
         return openai_stream(upstream, conversion.json_tool, body["model"])

@@ -206,17 +206,34 @@ class StreamConverter:
 
 
 async def openai_stream(
-    events: AsyncGenerator[ServerSentEvent, None], json_tool: str | None, model: str
+    batches: AsyncGenerator[list[ServerSentEvent], None], json_tool: str | None, model: str
 ) -> AsyncGenerator[Chunk, None]:
-    """The OpenAI chunks for an Anthropic event stream, up to ``message_stop``; closing this
-    iterator closes ``events`` (and so the upstream response)."""
+    """The OpenAI chunks for an Anthropic event stream (`HTTPProvider.event_batches`), up to
+    ``message_stop``; closing this iterator closes ``batches`` (and so the upstream response).
+
+    The chunks of the events of one network read are marked ``more`` but the last, so the
+    gateway writes them to the client together; those converted before an invalid event still
+    reach the client before the error."""
     converter = StreamConverter(json_tool, model)
-    async with aclosing(events) as upstream:
-        async for event in upstream:
-            if not event.data.strip():
-                continue  # an event without data (a keep-alive) says nothing
-            for chunk in converter.feed(decode_event(event), event.event):
-                yield Chunk(chunk)
+    async with aclosing(batches) as upstream:
+        async for batch in upstream:
+            chunks: list[Body] = []
+            failure: UpstreamStreamError | None = None
+            for event in batch:
+                if not event.data.strip():
+                    continue  # an event without data (a keep-alive) says nothing
+                try:
+                    chunks.extend(converter.feed(decode_event(event), event.event))
+                except UpstreamStreamError as exc:
+                    failure = exc
+                    break
+                if converter.done:
+                    break
+            last = len(chunks) - 1
+            for index, chunk in enumerate(chunks):
+                yield Chunk(chunk, more=index < last)
+            if failure is not None:
+                raise failure
             if converter.done:
                 return
     raise UpstreamStreamError(
