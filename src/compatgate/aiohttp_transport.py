@@ -10,8 +10,7 @@ upstream sees a cancelled request at once.
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 
 import aiohttp
 import httpx2
@@ -21,22 +20,22 @@ __all__ = ["AiohttpTransport"]
 _CHUNK = 64 * 1024
 
 
-@contextmanager
-def _mapped_errors() -> Iterator[None]:
-    try:
-        yield
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise httpx2.ReadTimeout(str(exc) or "timed out") from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise httpx2.ConnectError(str(exc)) from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise httpx2.RemoteProtocolError(str(exc) or "incomplete response body") from exc
-    except aiohttp.ServerDisconnectedError as exc:
-        raise httpx2.RemoteProtocolError(str(exc) or "server disconnected") from exc
-    except aiohttp.ClientConnectionError as exc:
-        raise httpx2.ReadError(str(exc) or "connection error") from exc
-    except aiohttp.ClientError as exc:
-        raise httpx2.TransportError(str(exc)) from exc
+_ERRORS = (TimeoutError, aiohttp.ClientError)
+
+
+def _mapped(exc: BaseException) -> httpx2.TransportError:
+    """The httpx2 exception for an aiohttp (or timeout) exception."""
+    if isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
+        return httpx2.ReadTimeout(str(exc) or "timed out")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return httpx2.ConnectError(str(exc))
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return httpx2.RemoteProtocolError(str(exc) or "incomplete response body")
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return httpx2.RemoteProtocolError(str(exc) or "server disconnected")
+    if isinstance(exc, aiohttp.ClientConnectionError):
+        return httpx2.ReadError(str(exc) or "connection error")
+    return httpx2.TransportError(str(exc))
 
 
 class _ResponseStream(httpx2.AsyncByteStream):
@@ -44,9 +43,11 @@ class _ResponseStream(httpx2.AsyncByteStream):
         self._response = response
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _mapped_errors():
+        try:  # not a context manager: one less object held by every open stream
             async for chunk in self._response.content.iter_any():
                 yield chunk
+        except _ERRORS as exc:
+            raise _mapped(exc) from exc
 
     def _timeout(self, given: dict[str, float | None]) -> aiohttp.ClientTimeout:
         """httpx2's timeouts as aiohttp's (the same few settings recur: made once each)."""
@@ -101,7 +102,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         except httpx2.RequestNotRead:
             data = request.stream  # type: ignore[assignment]
             request.headers.pop("transfer-encoding", None)
-        with _mapped_errors():
+        try:
             response = await self._session.request(
                 request.method,
                 str(request.url),
@@ -111,6 +112,8 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 compress=None,
                 timeout=timeout,
             )
+        except _ERRORS as exc:
+            raise _mapped(exc) from exc
         return httpx2.Response(
             status_code=response.status,
             headers=response.raw_headers,

@@ -50,8 +50,7 @@ def create_transport(config: ProviderConfig) -> httpx2.AsyncBaseTransport:
 
 def default_headers(config: ProviderConfig) -> dict[str, str]:
     """The headers of every upstream call: the client defaults, then the provider's ``headers``."""
-    return {"accept": "*/*", "accept-encoding": "gzip, deflate", "connection": "keep-alive",
-            "user-agent": f"compatgate/{_VERSION}",
+    return {"accept": "*/*", "accept-encoding": "gzip, deflate", "user-agent": f"compatgate/{_VERSION}",
             **{name.lower(): value for name, value in config.headers.items()}}  # fmt: skip
 
 

@@ -250,6 +250,8 @@ class HTTPProvider(Provider):
             request = httpx2.Request("POST", url, content=body.stream(), headers=headers, extensions=extensions)
         else:  # the framing headers set here spare httpx2 its generic request preparation
             content = orjson.dumps(body)
+            if stream:  # kept while the stream lasts: orjson's bytes hold at least 4 KiB, a copy fits
+                content = bytes(memoryview(content))
             headers["host"], headers["content-length"] = url.netloc.decode("ascii"), str(len(content))
             request = httpx2.Request(
                 "POST", url, headers=headers, stream=httpx2.ByteStream(content), extensions=extensions
