@@ -49,16 +49,6 @@ class _ResponseStream(httpx2.AsyncByteStream):
         except _ERRORS as exc:
             raise _mapped(exc) from exc
 
-    def _timeout(self, given: dict[str, float | None]) -> aiohttp.ClientTimeout:
-        """httpx2's timeouts as aiohttp's (the same few settings recur: made once each)."""
-        key = (given.get("connect"), given.get("read"), given.get("pool"))
-        timeout = self._timeouts.get(key)
-        if timeout is None:
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=key[0], sock_read=key[1], connect=key[2])
-            if len(self._timeouts) < 64:
-                self._timeouts[key] = timeout
-        return timeout
-
     async def aclose(self) -> None:
         if self._response.content.at_eof():
             self._response.release()
