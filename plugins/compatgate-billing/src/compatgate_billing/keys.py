@@ -9,7 +9,6 @@ offline. Digests are compared with `hmac.compare_digest`.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import secrets
@@ -74,7 +73,7 @@ def parse_key(api_key: str) -> tuple[str, str] | None:
 
 def digest(server_secret: bytes, key_id: str, secret: str) -> str:
     """The stored form of a key: hex HMAC-SHA256 of ``"<id>:<secret>"`` under the server secret."""
-    return hmac.new(server_secret, f"{key_id}:{secret}".encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(server_secret, f"{key_id}:{secret}".encode(), "sha256").hex()
 
 
 def verify(server_secret: bytes, key_id: str, secret: str, stored: str | None) -> bool:

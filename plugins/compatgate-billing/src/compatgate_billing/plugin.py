@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import json
 import logging
 import os
 import secrets
 import socket
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from compatgate import (
     AuthenticationError,
@@ -62,6 +63,7 @@ logger = logging.getLogger("compatgate.billing")
 
 STATE_KEY = "billing"
 _SWEEP_ON_REFUSAL_EVERY = 1.0  # seconds: at most one extra sweep per second when money is short
+_PRINCIPALS_KEPT = 10_000  # parsed principals remembered (by their stored columns), at most
 
 
 @dataclass
@@ -85,6 +87,14 @@ class Billing:
         self.writer: LedgerWriter | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._last_sweep = 0.0
+        # ids of ledger entries and reservations: random per process (64 bits) + a counter,
+        # unique like a UUID4's hex (32 hex digits) without a system call per request
+        self._id_prefix = secrets.token_hex(8)
+        self._ids = itertools.count(1)
+        # key id -> (the stored allowed_models, metadata and unlimited, the principal made of
+        # them): the JSON is parsed again only when those columns change. This caches no
+        # authentication: every request still reads the key's row and checks its digest.
+        self._principals: dict[str, tuple[tuple[Any, ...], KeyPrincipal]] = {}
         if self.settings is None:  # inert at no cost
             withdraw_hooks(self, "startup", "shutdown", "authenticate", "admit_request", "record_usage",
                            "register_routes")  # fmt: skip
@@ -162,16 +172,31 @@ class Billing:
             return None  # not one of ours: the next plugin (static keys) decides
         assert self.settings is not None
         key_id, secret = parsed
-        key = await self.store.get_key(key_id)
-        matches = verify(self.settings.secret, key_id, secret, key.secret_hash if key else None)
-        if key is None or not matches:  # (a digest is computed either way)
+        row = await self.store.auth_row(key_id)  # every request: rotation, disabling, deletion
+        stored = row[0] if row is not None else None  # and expiry take effect at once
+        matches = verify(self.settings.secret, key_id, secret, stored)
+        if row is None or not matches:  # (a digest is computed either way)
             return None
-        state = key.state(now_ms())
-        if state == "disabled":
+        status = row[1]
+        if status == "disabled":
             raise AuthenticationError("This API key has been disabled.")
-        if state == "expired":
+        if status == "active" and row[2] is not None and now_ms() >= row[2]:
             raise AuthenticationError("This API key has expired.")
-        return KeyPrincipal(key.id, key.allowed_models, key.metadata, unlimited=key.unlimited)
+        columns = row[3:6]
+        cached = self._principals.get(key_id)
+        if cached is not None and cached[0] == columns:
+            return cached[1]
+        models = json.loads(columns[0]) if columns[0] is not None else None
+        principal = KeyPrincipal(
+            key_id,
+            tuple(models) if models is not None else None,
+            json.loads(columns[1]),
+            unlimited=bool(columns[2]),
+        )
+        if len(self._principals) >= _PRINCIPALS_KEPT:
+            self._principals.clear()
+        self._principals[key_id] = (columns, principal)
+        return principal
 
     @hookimpl
     async def admit_request(self, ctx: RequestContext) -> None:
@@ -237,7 +262,7 @@ class Billing:
     def _pending(self, ctx: RequestContext) -> Pending:
         pending = ctx.state.get(STATE_KEY)
         if not isinstance(pending, Pending):
-            pending = ctx.state[STATE_KEY] = Pending(uuid.uuid4().hex)
+            pending = ctx.state[STATE_KEY] = Pending(f"{self._id_prefix}{next(self._ids):016x}")
         return pending
 
     def _entry(self, pending: Pending, key_id: str, record: UsageRecord) -> LedgerEntry:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .models import BalanceError, CreditEntry, KeyRecord, KeyState, LedgerEntry
-from .store import Store, StoreError, now_ms
+from .store import AUTH_COLUMNS, Store, StoreError, now_ms
 from .totals import GROUPS, TOTAL_FIELDS
 
 if TYPE_CHECKING:
     from ..settings import BillingSettings
 
 __all__ = [
+    "AUTH_COLUMNS",
     "GROUPS",
     "TOTAL_FIELDS",
     "BalanceError",

@@ -3,12 +3,19 @@ a dialect's adapter (`SQLiteDatabase`, `PostgresDatabase`)."""
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
-__all__ = ["Database", "Executor", "Row"]
+__all__ = ["Database", "Executor", "Row", "Steps"]
 
 Row = tuple[Any, ...]
+T = TypeVar("T")
+
+# A transaction written once for both dialects: a generator that yields ``(sql, args)``
+# statements, is sent each one's rows, and returns its result. `Store._run` drives it, on
+# SQLite all in the writer's thread (one hop, one commit), on PostgreSQL statement by statement.
+Steps = Generator[tuple[str, tuple[Any, ...]], list[Row], T]
 
 
 class Executor(Protocol):

@@ -4,11 +4,16 @@ Why not aiosqlite: it too runs a connection in a thread, so it would add a depen
 changing how this works; here the connection is opened the way the store needs (autocommit,
 WAL, a busy timeout, foreign keys) and transactions are explicit ``BEGIN IMMEDIATE``.
 
-Two connections per process: a *reader* for the lookups on the request path (authentication),
-which WAL lets run while another connection or process writes, and a *writer* for everything
-that writes. SQLite lets one writer at a time into the database, across processes; a statement
-that writes takes that lock before it reads anything, and waits up to the busy timeout for it.
-That is what makes the reservation statement atomic here (see `Store.reserve`).
+Two connections per process in threads: a *reader* (reads that need no transaction), which WAL
+lets run while another connection or process writes, and a *writer* for everything that writes.
+SQLite lets one writer at a time into the database, across processes; a statement that writes
+takes that lock before it reads anything, and waits up to the busy timeout for it. That is what
+makes the reservation statement atomic here (see `Store.reserve`). A transaction (`run_steps`)
+runs all its statements in the writer's thread: one hop and one commit for a whole batch.
+
+A third connection, read-only, serves the key lookups on the request path (`lookup`) inline on
+the event loop: a WAL read never waits for writers, and its busy timeout is 0, so in the rare
+case SQLite says busy the lookup goes to the reader's thread instead of blocking the loop.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from .db import Executor, Row
+from .db import Executor, Row, Steps
 
 __all__ = ["SQLiteDatabase"]
 
@@ -66,6 +71,31 @@ class _Connection:
         finally:
             cursor.close()
 
+    def _run_steps(self, steps: Steps[T]) -> T:
+        """Drive ``steps`` (see `Steps`) in one ``BEGIN IMMEDIATE`` transaction, in this thread:
+        a whole batch of statements costs one hop to the thread and one commit."""
+        connection = self._connection
+        assert connection is not None, "the SQLite connection is closed"
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            try:
+                sql, args = next(steps)
+                while True:
+                    cursor = connection.execute(_sql(sql), args)
+                    try:
+                        rows = cursor.fetchall()
+                    finally:
+                        cursor.close()
+                    sql, args = steps.send(rows)
+            except StopIteration as stop:
+                result: T = stop.value
+            connection.execute("COMMIT")
+            return result
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+
     def rollback(self) -> None:
         """Roll back the open transaction, if any (after a failed statement or ``COMMIT``)."""
         if self._connection is not None and self._connection.in_transaction:
@@ -81,6 +111,9 @@ class _Connection:
 
     async def fetch(self, sql: str, args: tuple[Any, ...]) -> list[Row]:
         return await self.call(self._fetch, sql, args)
+
+    async def run_steps(self, steps: Steps[T]) -> T:
+        return await self.call(self._run_steps, steps)
 
     async def close(self) -> None:
         try:
@@ -120,11 +153,16 @@ class SQLiteDatabase:
     day = "strftime('%Y-%m-%d', created_ms / 1000, 'unixepoch')"
     now = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS BIGINT)"
 
+    # Writes are coalesced: `Store` puts the reservations and ledger batches that queue up while
+    # a transaction runs into the next one (one hop to the writer's thread, one commit).
+    coalesce_writes = True
+
     def __init__(self, path: Path, *, busy_timeout: float = 30.0) -> None:
         self.path = path
         self._busy_timeout = busy_timeout
         self._writer: _Connection | None = None
         self._reader: _Connection | None = None
+        self._inline: sqlite3.Connection | None = None
         self._lock: asyncio.Lock | None = None
 
     async def open(self) -> None:
@@ -133,13 +171,50 @@ class SQLiteDatabase:
         await writer.open()  # the writer first: it switches the file to WAL
         reader = _Connection(self.path, self._busy_timeout, "reader")
         await reader.open()
-        self._writer, self._reader, self._lock = writer, reader, asyncio.Lock()
+        # A third connection, read-only and used only from the event loop's thread, for the
+        # one-row lookups on the request path: in WAL mode a read never waits for writers, so
+        # it runs inline (a few microseconds) instead of hopping to the reader's thread. Its
+        # busy timeout is 0: in the rare case SQLite says busy, the lookup goes to the reader.
+        inline = sqlite3.connect(
+            f"{self.path.resolve().as_uri()}?mode=ro",
+            uri=True,
+            timeout=0,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        self._writer, self._reader, self._inline = writer, reader, inline
+        self._lock = asyncio.Lock()
 
     async def close(self) -> None:
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
         for connection in (self._reader, self._writer):
             if connection is not None:
                 await connection.close()
         self._reader = self._writer = None
+
+    async def lookup(self, sql: str, *args: Any) -> list[Row]:
+        """A short read on the request path: inline on the event loop when SQLite can answer at
+        once (WAL: readers never wait for writers), else in the reader's thread."""
+        inline = self._inline
+        if inline is not None:
+            try:
+                cursor = inline.execute(_sql(sql), args)
+                try:
+                    return cursor.fetchall()
+                finally:
+                    cursor.close()
+            except sqlite3.OperationalError:  # busy (e.g. a WAL being recovered): wait in a thread
+                pass
+        assert self._reader is not None, "the store is not open"
+        return await self._reader.fetch(sql, args)
+
+    async def run_steps(self, steps: Steps[T]) -> T:
+        """Run ``steps`` as one transaction on the writer (one hop to its thread)."""
+        assert self._writer is not None and self._lock is not None, "the store is not open"
+        async with self._lock:
+            return await self._writer.run_steps(steps)
 
     @property
     def reader(self) -> Executor:

@@ -9,10 +9,13 @@ The two statements that guard money, on both databases:
   (``FOR UPDATE``) and, when another transaction changed it meanwhile, the condition is
   evaluated again on the newest version. Either way no two reservations can both see the same
   free money.
-- `settle` (one transaction per batch) writes the ledger row first (``ON CONFLICT DO NOTHING``:
-  a write retried adds nothing), deletes the reservation (the trigger gives it back), and
-  charges the real cost, at most what the key has free, so the balance never goes below what
-  other requests hold.
+- `settle` (one transaction per batch) skips an entry whose ledger row exists (a write
+  retried adds nothing), deletes the reservation (the trigger gives it back), and charges the
+  real cost, at most what the key has free, so the balance never goes below what other
+  requests hold; the row is inserted with what was reserved and charged.
+
+On SQLite (``coalesce_writes``), the writes that queue up while a transaction runs go together
+into the next one (`WriteQueue`, in coalesce.py), each statement as above.
 """
 
 from __future__ import annotations
@@ -20,17 +23,31 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from .db import Database, Executor
+from .coalesce import WriteQueue
+from .db import Database, Executor, Row, Steps
 from .models import BalanceError, CreditEntry, KeyRecord, LedgerEntry
 from .schema import VERSION_TABLE, migrations
 from .totals import usage_totals
 
-__all__ = ["Store", "StoreError", "now_ms"]
+__all__ = ["AUTH_COLUMNS", "Store", "StoreError", "now_ms"]
 
+T = TypeVar("T")
 _KEY_COLUMNS = KeyRecord.COLUMNS
 _CREDIT_COLUMNS = "id, key_id, kind, amount_micro, balance_after_micro, note, created_ms"
+# What authentication reads of a key (not its balances, which change with every request).
+AUTH_COLUMNS = "secret_hash, status, expires_ms, allowed_models, metadata, unlimited"
+_INSERT_USAGE = (
+    f"INSERT INTO billing_usage ({LedgerEntry.COLUMNS}, reserved_micro, charged_micro) VALUES "
+    f"({', '.join(f'${i}' for i in range(1, 24))}) ON CONFLICT (id) DO NOTHING RETURNING id"
+)
+_EXISTS = "SELECT 1 FROM billing_usage WHERE id = $1"
+_RELEASE = "DELETE FROM billing_reservations WHERE id = $1 RETURNING amount_micro, key_id"
+_CHARGE = (
+    "UPDATE billing_keys SET balance_micro = balance_micro - $2, spent_micro = spent_micro + $2 "
+    "WHERE id = $1"
+)
 
 
 class StoreError(Exception):
@@ -46,6 +63,32 @@ class Store:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._reserve_sql = (
+            "INSERT INTO billing_reservations (id, key_id, amount_micro, owner, created_ms, expires_ms) "
+            f"SELECT CAST($1 AS TEXT), id, CAST($2 AS BIGINT), CAST($3 AS TEXT), {db.now}, {db.now} + $4 "
+            "FROM billing_keys WHERE id = $5 AND status = 'active' AND balance_micro - reserved_micro >= $2 "
+            f"{db.for_update} RETURNING id"
+        )
+        self._charge_sql = (
+            "SELECT balance_micro, reserved_micro, unlimited FROM billing_keys WHERE id = $1 "
+            f"{db.for_update}"
+        )
+        self._auth_sql = f"SELECT {AUTH_COLUMNS} FROM billing_keys WHERE id = $1"
+        # SQLite: writes queued while a transaction runs go together into the next one
+        self._queue = WriteQueue(self._run, self._settle_steps, self._reserve_steps)
+
+    async def _run(self, steps: Steps[T]) -> T:
+        """Run ``steps`` (see `Steps`) as one transaction."""
+        run = getattr(self.db, "run_steps", None)
+        if run is not None:
+            return await run(steps)
+        async with self.db.transaction() as tx:
+            try:
+                sql, args = next(steps)
+                while True:
+                    sql, args = steps.send(await tx.fetch(sql, *args))
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
 
     async def open(self, *, migrate: bool = True) -> None:
         await self.db.open()
@@ -57,6 +100,7 @@ class Store:
                 raise
 
     async def close(self) -> None:
+        await self._queue.drain()  # let what is queued commit first
         await self.db.close()
 
     async def migrate(self) -> int:
@@ -92,6 +136,13 @@ class Store:
             f"SELECT {_KEY_COLUMNS} FROM billing_keys WHERE id = $1", key_id
         )
         return KeyRecord.from_row(row) if row is not None else None
+
+    async def auth_row(self, key_id: str) -> Row | None:
+        """The `AUTH_COLUMNS` of a key, read on every request (one indexed read; on SQLite
+        inline on the event loop, see `SQLiteDatabase.lookup`)."""
+        lookup = getattr(self.db, "lookup", None)
+        rows = await (lookup or self.db.reader.fetch)(self._auth_sql, key_id)
+        return rows[0] if rows else None
 
     async def list_keys(
         self, *, owner: str | None = None, include_deleted: bool = False
@@ -229,20 +280,23 @@ class Store:
         self, reservation_id: str, key_id: str, amount_micro: int, owner: str, ttl_ms: int
     ) -> bool:
         """Hold ``amount_micro`` of an active key's free balance for one request, atomically
-        (see the module's documentation); False when the free balance cannot cover it."""
-        now = self.db.now
-        rows = await self.db.writer.fetch(
-            "INSERT INTO billing_reservations (id, key_id, amount_micro, owner, created_ms, expires_ms) "
-            f"SELECT CAST($1 AS TEXT), id, CAST($2 AS BIGINT), CAST($3 AS TEXT), {now}, {now} + $4 "
-            "FROM billing_keys WHERE id = $5 AND status = 'active' AND balance_micro - reserved_micro >= $2 "
-            f"{self.db.for_update} RETURNING id",
-            reservation_id,
-            amount_micro,
-            owner,
-            ttl_ms,
-            key_id,
-        )
-        return bool(rows)
+        (see the module's documentation); False when the free balance cannot cover it.
+
+        Where the database asks for it (SQLite: ``coalesce_writes``), the reservations that
+        arrive while one transaction runs are made together in the next one: each is still its
+        own statement, evaluated after the ones before it, and committed before this returns."""
+        args = (reservation_id, amount_micro, owner, ttl_ms, key_id)
+        if not getattr(self.db, "coalesce_writes", False):
+            rows = await self.db.writer.fetch(self._reserve_sql, *args)
+            return bool(rows)
+        return await self._queue.reserve(args)
+
+    def _reserve_steps(self, batch: list[tuple[Any, ...]]) -> Steps[list[bool]]:
+        results = []
+        for args in batch:
+            rows = yield self._reserve_sql, args
+            results.append(bool(rows))
+        return results
 
     async def renew(self, owner: str, ttl_ms: int) -> None:
         """Push back the expiry of every reservation ``owner`` (a live process) holds."""
@@ -277,50 +331,54 @@ class Store:
 
     async def settle(self, entries: Sequence[LedgerEntry]) -> int:
         """Write ``entries`` and settle their reservations in one transaction; returns how many
-        were new (an entry already written is skipped entirely)."""
-        written = 0
-        async with self.db.transaction() as tx:
-            for entry in entries:
-                written += await self._settle(tx, entry)
-        return written
+        were new (an entry already written is skipped entirely). Where the database coalesces
+        writes (SQLite), the batch shares its transaction with the other writes then queued."""
+        if not getattr(self.db, "coalesce_writes", False):
+            return await self._run(self._settle_steps(entries))
+        return await self._queue.settle(entries)
 
-    async def _settle(self, tx: Executor, entry: LedgerEntry) -> int:
-        placeholders = ", ".join(f"${i}" for i in range(1, 22))
-        inserted = await tx.fetchrow(
-            f"INSERT INTO billing_usage ({LedgerEntry.COLUMNS}) VALUES ({placeholders}) "
-            "ON CONFLICT (id) DO NOTHING RETURNING id",
-            *entry.values(),
-        )
-        if inserted is None:
-            return 0
-        released = await tx.fetchrow(
-            "DELETE FROM billing_reservations WHERE id = $1 RETURNING amount_micro", entry.id
-        )
-        reserved = int(released[0]) if released else 0
-        charged = 0
-        if entry.cost_micro > 0:
-            key = await tx.fetchrow(
-                f"SELECT balance_micro, reserved_micro, unlimited FROM billing_keys WHERE id = $1 {self.db.for_update}",
-                entry.key_id,
-            )
-            if key is not None:
-                free = max(int(key[0]) - int(key[1]), 0)
-                charged = entry.cost_micro if key[2] else min(entry.cost_micro, free)
+    def _settle_steps(self, entries: Sequence[LedgerEntry]) -> Steps[int]:
+        """Per entry not yet written (one that is, a retried write, is skipped entirely): release
+        its reservation, price the charge (at most what the key then has free, unless it is
+        unlimited) and insert the ledger row with it; the charges are applied to the keys once
+        per batch. A key's row is read once per batch: the transaction holds it (SQLite's write
+        lock; PostgreSQL's row lock, ``FOR UPDATE``), so nothing but this batch changes it
+        meanwhile, and the batch follows its own changes in ``held``."""
+        written = 0
+        held: dict[str, list[Any] | None] = {}  # key id -> [balance, reserved, unlimited, charged]
+        for entry in entries:
+            if (yield _EXISTS, (entry.id,)):  # written before (a retry): skipped entirely
+                continue
+            released = yield _RELEASE, (entry.id,)
+            reserved = 0
+            if released:
+                reserved = int(released[0][0])
+                owner = held.get(released[0][1])
+                if owner is not None:
+                    owner[1] -= reserved  # what the trigger just did to reserved_micro
+            key = held.get(entry.key_id)
+            charged = 0
+            if entry.cost_micro > 0:
+                if entry.key_id not in held:
+                    rows = yield self._charge_sql, (entry.key_id,)
+                    key = held[entry.key_id] = (
+                        [int(rows[0][0]), int(rows[0][1]), bool(rows[0][2]), 0] if rows else None
+                    )
+                if key is not None:
+                    free = max(key[0] - key[1], 0)
+                    charged = entry.cost_micro if key[2] else min(entry.cost_micro, free)
+            inserted = yield _INSERT_USAGE, (*entry.values(), reserved, charged)
+            if not inserted:  # a concurrent write of the same entry won: it charges, not this one
+                continue
+            written += 1
             if charged:
-                await tx.execute(
-                    "UPDATE billing_keys SET balance_micro = balance_micro - $2, spent_micro = spent_micro + $2 "
-                    "WHERE id = $1",
-                    entry.key_id,
-                    charged,
-                )
-        if reserved or charged:
-            await tx.execute(
-                "UPDATE billing_usage SET reserved_micro = $2, charged_micro = $3 WHERE id = $1",
-                entry.id,
-                reserved,
-                charged,
-            )
-        return 1
+                assert key is not None
+                key[0] -= charged
+                key[3] += charged
+        for key_id, key in held.items():
+            if key is not None and key[3]:
+                yield _CHARGE, (key_id, key[3])
+        return written
 
     async def usage_totals(
         self,
