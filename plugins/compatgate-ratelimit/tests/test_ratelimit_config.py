@@ -12,6 +12,7 @@ from compatgate_ratelimit import (
     Limits,
     Plan,
     RateLimit,
+    Settings,
     Window,
     WindowState,
     estimate_cost,
@@ -50,6 +51,10 @@ def test_entry_point_is_the_class():
         ),
         ({"lease_seconds": 0}, ["plugins.ratelimit.lease_seconds", "positive number"]),
         ({"default_max_tokens": 1.5}, ["plugins.ratelimit.default_max_tokens", "positive integer"]),
+        (
+            {"redis_max_connections": 0},
+            ["plugins.ratelimit.redis_max_connections", "positive integer"],
+        ),
         ({"key_prefix": "a{b}"}, ["plugins.ratelimit.key_prefix"]),
         (
             {"keys": {"static:0": {"rpm": "many"}}},
@@ -91,6 +96,7 @@ def test_a_full_table_is_read():
             "on_backend_error": "closed",
             "lease_seconds": 10,
             "default_max_tokens": 256,
+            "redis_max_connections": 64,
             "rpm": 100,
             "tpm": 10_000,
             "tpd": 1_000_000,
@@ -112,6 +118,7 @@ def test_a_full_table_is_read():
         10.0,
         256,
     )
+    assert settings.redis_max_connections == 64 and Settings().redis_max_connections == 512
     assert settings.defaults == Limits(100, 10_000, 1_000_000, 4)
     assert settings.models["gpt-4o"] == Limits(tpm=30_000)
     assert settings.providers["up"] == Limits(rpm=500, concurrency=20)
@@ -243,7 +250,8 @@ def test_inert_without_its_table(upstream, make_gateway):
     responses = [served.post() for _ in range(5)]
     assert [r.status_code for r in responses] == [200] * 5
     assert "x-ratelimit-remaining-requests" not in responses[-1].headers
-    assert served.gateway.state == {}
+    # The plugin kept nothing (the core keeps its own entries, e.g. the static keys' digests).
+    assert not [name for name in served.gateway.state if "ratelimit" in name]
 
 
 def test_registered_twice_counts_once(upstream, make_gateway):

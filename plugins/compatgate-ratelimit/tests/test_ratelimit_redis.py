@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 
 import httpx2
 import pytest
-from compatgate_ratelimit import Plan, Pool, RedisBackend, Window
+import redis
+from compatgate_ratelimit import BackendUnavailable, Plan, Pool, RedisBackend, Window
 from ratelimit_processes import GatewayProcess, TcpProxy, toml
 from ratelimit_support import CHAT, KEYS, chat_answer, fire, gateway_config, slow_reply, statuses
 
@@ -202,18 +203,18 @@ def test_one_admission_is_one_round_trip(redis_url, key_prefix):
     async def main() -> list[bytes]:
         backend = RedisBackend(redis_url, key_prefix=key_prefix)
         await backend.start()
-        assert backend.client is not None
+        assert backend.connections is not None
         sent: list[bytes] = []
-        connection = await backend.client.connection_pool.get_connection()
+        connection = await backend.connections.acquire()
         original = connection.send_packed_command
 
         async def spy(command: Any, check_health: bool = True) -> None:
-            parts = command if isinstance(command, list) else [command]
-            sent.append(b"".join(bytes(p) for p in parts))
+            parts = [command] if isinstance(command, bytes | str) else list(command)
+            sent.append(b"".join(p.encode() if isinstance(p, str) else bytes(p) for p in parts))
             await original(command, check_health)
 
         connection.send_packed_command = spy  # type: ignore[method-assign]
-        await backend.client.connection_pool.release(connection)
+        backend.connections.release(connection)
         plan = Plan(
             tuple(
                 Window(f"{s}:rpm", "rpm", s, 10, 60_000, 1, 1)
@@ -228,3 +229,147 @@ def test_one_admission_is_one_round_trip(redis_url, key_prefix):
 
     sent = asyncio.run(main())
     assert len(sent) == 1 and b"EVALSHA" in sent[0]
+
+
+@pytest.mark.parametrize(
+    ("policy", "pool", "size"),
+    [
+        ("open", {}, 512),  # the default pool: no call waits
+        ("closed", {"redis_max_connections": 8}, 8),  # most calls wait for a connection
+        ("open", {"query": "?max_connections=8"}, 8),  # the URL's max_connections wins
+    ],
+    ids=["default-pool", "small-pool", "pool-from-url"],
+)
+def test_a_burst_beyond_the_connection_pool_waits_for_a_connection(
+    policy, pool, size, redis_url, key_prefix, upstream, make_gateway, caplog
+):
+    """300 requests at once, each admitted while the upstream answers slowly: far more
+    concurrent Redis calls than redis-py's default pool of 100 connections (or than a small
+    configured pool). They wait for a connection instead of being taken for Redis being down
+    (which failed open, or answered 503), and the limit stays exact."""
+    fake, _ = upstream
+    peak = [0]
+    fake.handler = slow_reply(fake, 1.0, peak=peak)
+    caplog.set_level(logging.WARNING, logger="compatgate.ratelimit")
+    settings = {k: v for k, v in pool.items() if k != "query"}
+    served = make_gateway(
+        {
+            "backend": "redis",
+            "redis_url": redis_url + pool.get("query", ""),
+            "key_prefix": key_prefix,
+            "on_backend_error": policy,
+            "rpm": 250,
+            "tpm": 10_000_000,
+            "concurrency": 1000,
+            "redis_timeout": 3.0,
+            **settings,
+        }
+    )
+    responses = asyncio.run(fire([served.url], 300, concurrency=300, timeout=30.0))
+    assert statuses(responses) == {200: 250, 429: 50}
+    assert len(fake.received) == 250
+    assert peak[0] > 100, peak  # the admitted requests really overlapped
+    ok = [r for r in responses if r.status_code == 200]
+    assert sorted(int(r.headers["x-ratelimit-remaining-requests"]) for r in ok) == list(range(250))
+    for response in responses:
+        if response.status_code == 429:
+            message = response.json()["error"]["message"]
+            assert "requests per min (RPM): Limit 250, Used 250" in message
+    assert not [r.getMessage() for r in caplog.records if "unavailable" in r.getMessage()]
+    backend = served.limiter.backend
+    assert backend is not None and backend.max_connections == size
+    # Every settlement went through too: no lease is left to expire, every token corrected.
+    client = redis.Redis.from_url(redis_url)
+    try:
+        tag = "{" + key_prefix + "}"
+        assert client.zcard(f"{tag}:key:static:0:concurrency:c") == 0
+        assert int(client.hget(f"{tag}:key:static:0:tpm:h", "sum")) == 250 * 15
+    finally:
+        client.close()
+
+
+def test_the_wait_for_a_free_connection_is_bounded(redis_url, key_prefix):
+    """With every connection busy for longer than ``timeout``, a call fails (the policy then
+    applies) instead of waiting forever; once one is free again, calls go through."""
+
+    async def main() -> None:
+        backend = RedisBackend(redis_url, key_prefix=key_prefix, timeout=0.2, max_connections=1)
+        await backend.start()
+        assert backend.connections is not None
+        plan = Plan((Window("key:a:rpm", "rpm", "key a", 10, 60_000, 1, 1),))
+        held = await backend.connections.acquire()  # the only connection, busy
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailable, match="no free connection"):
+            await backend.admit(plan, "lease-1", 5000)
+        assert 0.3 <= time.monotonic() - started < 1.5  # 0.2 s, then once more
+        waiting = asyncio.ensure_future(backend.admit(plan, "lease-2", 5000))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        backend.connections.release(held)  # handed to the waiting call
+        assert (await waiting).admitted
+        await backend.close()
+
+    asyncio.run(main())
+
+
+def test_a_script_redis_forgot_is_loaded_again(redis_url, key_prefix, monkeypatch):
+    """``NOSCRIPT`` (Redis restarted, or ``SCRIPT FLUSH``): the script is loaded and the call
+    goes through, still one call for the caller. (A variant of the script stands for a
+    forgotten one, so that the test flushes nothing that other clients of this Redis use.)"""
+    import hashlib
+    import uuid
+
+    from compatgate_ratelimit import lua
+
+    async def main() -> None:
+        backend = RedisBackend(redis_url, key_prefix=key_prefix)
+        await backend.start()
+        variant = lua.ADMIT + f"\n-- {uuid.uuid4().hex}\n"
+        monkeypatch.setattr(lua, "ADMIT", variant)
+        sha = hashlib.sha1(variant.encode()).hexdigest().encode()
+        backend._heads["ADMIT"] = b"$7\r\nEVALSHA\r\n$40\r\n" + sha + b"\r\n"
+        plan = Plan((Window("key:a:rpm", "rpm", "key a", 10, 60_000, 1, 1),))
+        assert client.script_exists(sha.decode()) == [False]
+        decision = await backend.admit(plan, "lease-1", 5000)
+        assert decision.admitted and decision.windows[0].used == 1
+        assert client.script_exists(sha.decode()) == [True]
+        await backend.close()
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        asyncio.run(main())
+    finally:
+        client.close()
+
+
+def test_concurrent_calls_share_round_trips(redis_url, key_prefix):
+    """Calls made while a batch is out go together in the next one: 50 concurrent admissions
+    take a few writes, not 50, and each still sees its own count (the script runs once per
+    admission, atomically)."""
+
+    async def main() -> tuple[list[int], int]:
+        backend = RedisBackend(redis_url, key_prefix=key_prefix, max_connections=1)
+        await backend.start()
+        assert backend.connections is not None
+        writes = 0
+        connection = await backend.connections.acquire()
+        original = connection.send_packed_command
+
+        async def spy(command: Any, check_health: bool = True) -> None:
+            nonlocal writes
+            writes += 1
+            await original(command, check_health)
+
+        connection.send_packed_command = spy  # type: ignore[method-assign]
+        backend.connections.release(connection)
+        plan = Plan((Window("key:a:rpm", "rpm", "key a", 40, 60_000, 1, 1),))
+        decisions = await asyncio.gather(
+            *(backend.admit(plan, f"lease-{i}", 5000) for i in range(50))
+        )
+        await backend.close()
+        assert sum(d.admitted for d in decisions) == 40
+        return sorted(d.windows[0].used for d in decisions if d.admitted), writes
+
+    used, writes = asyncio.run(main())
+    assert used == list(range(1, 41))
+    assert writes <= 5, writes

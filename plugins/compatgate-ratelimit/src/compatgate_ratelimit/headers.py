@@ -21,19 +21,40 @@ def format_duration(ms: float) -> str:
     return reset_duration(ms / 1000.0)
 
 
+_RESETS: dict[int, str] = {}  # reset_ms -> its text: most responses repeat a few values
+_RESETS_MAX = 4096
+
+
+def _reset(ms: int) -> str:
+    text = _RESETS.get(ms)
+    if text is None:
+        if len(_RESETS) >= _RESETS_MAX:
+            _RESETS.clear()
+        text = _RESETS[ms] = format_duration(ms)
+    return text
+
+
 def rate_limit_headers(plan: Plan, decision: Decision) -> dict[str, str]:
     """The headers for a request that went through ``plan`` (admitted, refused or peeked)."""
-    best: dict[str, tuple[int, int, int]] = {}  # kind -> (remaining, limit, reset_ms)
+    requests: tuple[int, int, int] | None = None  # (remaining, limit, reset_ms)
+    tokens: tuple[int, int, int] | None = None
     for window, state in zip(plan.windows, decision.windows, strict=True):
-        remaining = max(0, window.limit - state.used)
-        current = best.get(window.kind)
-        if current is None or (remaining, window.limit) < current[:2]:
-            best[window.kind] = (remaining, window.limit, state.reset_ms)
+        limit = window.limit
+        remaining = limit - state.used
+        if remaining < 0:
+            remaining = 0
+        if window.name == "rpm":
+            if requests is None or (remaining, limit) < requests[:2]:
+                requests = (remaining, limit, state.reset_ms)
+        elif tokens is None or (remaining, limit) < tokens[:2]:
+            tokens = (remaining, limit, state.reset_ms)
     headers: dict[str, str] = {}
-    for kind in ("requests", "tokens"):
-        if kind in best:
-            remaining, limit, reset_ms = best[kind]
-            headers[f"x-ratelimit-limit-{kind}"] = str(limit)
-            headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
-            headers[f"x-ratelimit-reset-{kind}"] = format_duration(reset_ms)
+    if requests is not None:
+        headers["x-ratelimit-limit-requests"] = str(requests[1])
+        headers["x-ratelimit-remaining-requests"] = str(requests[0])
+        headers["x-ratelimit-reset-requests"] = _reset(requests[2])
+    if tokens is not None:
+        headers["x-ratelimit-limit-tokens"] = str(tokens[1])
+        headers["x-ratelimit-remaining-tokens"] = str(tokens[0])
+        headers["x-ratelimit-reset-tokens"] = _reset(tokens[2])
     return headers

@@ -52,7 +52,8 @@ end
 # KEYS: per window <z>, <h>; then per pool <c>.
 # ARGV: now ('' = server time), peek (0|1), lease, lease_ms, windows, pools,
 #       then per window: limit, window_ms, quantum_ms, cost; then per pool: limit.
-# Returns: admitted (0|1), now, then per window: used, reset_ms, retry_ms; per pool: used, retry_ms.
+# Returns one string of integers separated by spaces (one bulk reply, quick to read): admitted
+# (0|1), now, then per window: used, reset_ms, retry_ms; per pool: used, retry_ms.
 ADMIT = (
     _COMMON
     + """
@@ -141,7 +142,8 @@ for _, p in ipairs(pools) do
   out[#out + 1] = p.used
   out[#out + 1] = p.retry
 end
-return out
+for i = 1, #out do out[i] = string.format('%d', out[i]) end
+return table.concat(out, ' ')
 """
 )
 

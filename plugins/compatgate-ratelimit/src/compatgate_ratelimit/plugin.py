@@ -25,7 +25,7 @@ from .backend import NEVER, Backend, BackendUnavailable, Correction, Decision, P
 from .headers import format_duration, rate_limit_headers
 from .memory import MemoryBackend
 from .redis_backend import RedisBackend
-from .scopes import build_plan, estimate_cost, request_scopes
+from .scopes import METADATA_KEY, Scope, build_plan, estimate_cost, request_scopes
 from .settings import Settings, parse_settings
 
 __all__ = ["STATE_KEY", "Admission", "RateLimit", "RateLimiterUnavailable"]
@@ -35,6 +35,8 @@ logger = logging.getLogger("compatgate.ratelimit")
 STATE_KEY = "ratelimit"  # in ctx.state and gateway.state
 _LOG_EVERY = 10.0  # seconds between two warnings while the backend stays down
 _WARNED_MAX = 1024
+_SCOPED_MAX = 4096  # request shapes (key, metadata tier, model, provider) kept with their plans
+_PLANS_MAX = 64  # plans (one per token cost) kept per request shape
 
 T = TypeVar("T")
 
@@ -65,6 +67,26 @@ class Admission:
     reserved: bool
 
 
+class _Scoped:
+    """The scopes of one request shape, what was wrong in its metadata, and its plans by cost
+    (a `Plan` is immutable, so requests of the same shape and cost share one)."""
+
+    __slots__ = ("plans", "problems", "scopes")
+
+    def __init__(self, scopes: list[Scope], problems: list[str]) -> None:
+        self.scopes = scopes
+        self.problems = problems
+        self.plans: dict[int, Plan] = {}
+
+    def plan(self, cost: int) -> Plan:
+        plan = self.plans.get(cost)
+        if plan is None:
+            if len(self.plans) >= _PLANS_MAX:
+                self.plans.clear()
+            plan = self.plans[cost] = build_plan(self.scopes, cost)
+        return plan
+
+
 class RateLimit:
     """Rate limits for one gateway; inert unless ``[plugins.ratelimit]`` is configured.
 
@@ -91,6 +113,7 @@ class RateLimit:
         self._down_since: float | None = None
         self._last_warning = 0.0
         self._warned: set[str] = set()
+        self._scoped: dict[tuple[str | None, str | None, str | None, str | None], _Scoped] = {}
         if self.configured:
             gateway.state[STATE_KEY] = self
             self._check_names()
@@ -114,6 +137,7 @@ class RateLimit:
                 settings.redis_url,
                 key_prefix=settings.key_prefix,
                 timeout=settings.redis_timeout,
+                max_connections=settings.redis_max_connections,
                 clock=self.clock,
             )
         else:
@@ -147,11 +171,12 @@ class RateLimit:
     async def admit_request(self, ctx: RequestContext) -> None:
         if not self.acting or self.backend is None:
             return
-        scopes, problems = request_scopes(self.settings, ctx)
-        self._warn(ctx, problems)
-        if not scopes:
+        scoped = self._scopes(ctx)
+        if scoped.problems:
+            self._warn(ctx, scoped.problems)
+        if not scoped.scopes:
             return
-        plan = build_plan(scopes, estimate_cost(ctx, self.settings.default_max_tokens))
+        plan = scoped.plan(estimate_cost(ctx, self.settings.default_max_tokens))
         lease = f"{self._instance}:{next(self._ids)}"
         try:
             decision = await self._call(self.backend.admit, plan, lease, self.lease_ms)
@@ -185,10 +210,10 @@ class RateLimit:
         if ctx.principal is None:  # refused before we knew who asked: no limits to report
             return None
         # Refused before admission (a bad body, an unknown model, another plugin): look only.
-        scopes, _ = request_scopes(self.settings, ctx)
-        if not scopes:
+        scoped = self._scopes(ctx)
+        if not scoped.scopes:
             return None
-        plan = build_plan(scopes, 0)
+        plan = scoped.plan(0)
         try:
             decision = await self._call(self.backend.admit, plan, "", self.lease_ms, peek=True)
         except BackendUnavailable:
@@ -223,6 +248,26 @@ class RateLimit:
                 pass
 
     # -- internals --------------------------------------------------------------------------
+
+    def _scopes(self, ctx: RequestContext) -> _Scoped:
+        """`request_scopes` of ``ctx``, kept per request shape: the key, the tier its metadata
+        names (metadata that is a mapping is read again each time), the model, the provider."""
+        principal, route = ctx.principal, ctx.route
+        marker = None if principal is None else principal.metadata.get(METADATA_KEY)
+        if marker is not None and type(marker) is not str:
+            return _Scoped(*request_scopes(self.settings, ctx))
+        shape = (
+            None if principal is None else principal.key_id,
+            marker,
+            ctx.model,
+            None if route is None else route.provider.name,
+        )
+        scoped = self._scoped.get(shape)
+        if scoped is None:
+            if len(self._scoped) >= _SCOPED_MAX:
+                self._scoped.clear()
+            scoped = self._scoped[shape] = _Scoped(*request_scopes(self.settings, ctx))
+        return scoped
 
     async def _call(self, operation: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Run a backend operation; after a failure, fail fast for ``backend_retry_seconds``."""

@@ -27,6 +27,7 @@ _TOP_KEYS = {
     "lease_seconds",
     "default_max_tokens",
     "redis_timeout",
+    "redis_max_connections",
     "backend_retry_seconds",
     "keys",
     "tiers",
@@ -85,6 +86,7 @@ class Settings:
     lease_seconds: float = 30.0
     default_max_tokens: int = 1024
     redis_timeout: float = 1.0
+    redis_max_connections: int = 512
     backend_retry_seconds: float = 1.0
     defaults: Limits = Limits()
     keys: Mapping[str, KeyOverride] = field(default_factory=dict)
@@ -142,6 +144,9 @@ def parse_settings(table: Mapping[str, Any], source: str) -> Settings:
             table, "default_max_tokens", int, _DEFAULTS.default_max_tokens, source
         ),
         redis_timeout=_positive(table, "redis_timeout", float, _DEFAULTS.redis_timeout, source),
+        redis_max_connections=_positive(
+            table, "redis_max_connections", int, _DEFAULTS.redis_max_connections, source
+        ),
         backend_retry_seconds=_positive(
             table, "backend_retry_seconds", float, _DEFAULTS.backend_retry_seconds, source
         ),
