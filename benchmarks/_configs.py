@@ -62,13 +62,8 @@ def billing_redis_toml(
 ) -> str:
     """The pass-through configuration plus compatgate-billing on SQLite (its default store) and
     compatgate-ratelimit on Redis, with limits and a budget that never refuse a request.
-
-    With `max_connections` (the held-streams phase), the Redis client's pool is raised too:
-    redis-py's asyncio pool holds 100 connections and raises MaxConnectionsError beyond, which
-    the plugin treats as Redis being down (503 here, unlimited with the default "open")."""
+    The rate limiter's own Redis pool is left at its default, also for 1,000 open streams."""
     redis_url = REDIS_URL
-    if max_connections is not None:
-        redis_url += f"{'&' if '?' in redis_url else '?'}max_connections={max_connections}"
     return (
         openai_passthrough_toml(upstream, max_connections)
         + f"""
