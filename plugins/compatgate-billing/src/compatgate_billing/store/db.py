@@ -13,8 +13,8 @@ Row = tuple[Any, ...]
 T = TypeVar("T")
 
 # A transaction written once for both dialects: a generator that yields ``(sql, args)``
-# statements, is sent each one's rows, and returns its result. `Store._run` drives it, on
-# SQLite all in the writer's thread (one hop, one commit), on PostgreSQL statement by statement.
+# statements, is sent each one's rows, and returns its result. `Database.run_steps` drives it,
+# on SQLite all in the writer's thread (one hop, one commit), on PostgreSQL statement by statement.
 Steps = Generator[tuple[str, tuple[Any, ...]], list[Row], T]
 
 
@@ -35,12 +35,14 @@ class Database(Protocol):
     writers), ``skip_locked`` the clause that skips rows another transaction locked,
     ``day`` an expression for the UTC day (``YYYY-MM-DD``) of ``created_ms``, ``now`` the
     database's clock in Unix milliseconds (reservations expire by it, so that replicas on
-    machines whose clocks differ agree on when)."""
+    machines whose clocks differ agree on when). With ``coalesce_writes`` the store puts the
+    writes that queue up while a transaction runs into the next one (see `WriteQueue`)."""
 
     for_update: str
     skip_locked: str
     day: str
     now: str
+    coalesce_writes: bool
 
     @property
     def dialect(self) -> Literal["sqlite", "postgresql"]: ...
@@ -56,6 +58,14 @@ class Database(Protocol):
     async def close(self) -> None: ...
 
     def transaction(self) -> AbstractAsyncContextManager[Executor]: ...
+
+    async def run_steps(self, steps: Steps[T]) -> T:
+        """Run ``steps`` (see `Steps`) as one transaction; return what they return."""
+        ...
+
+    async def lookup(self, sql: str, *args: Any) -> list[Row]:
+        """A short read on the request path (authentication)."""
+        ...
 
     async def lock_for_migration(self, tx: Executor) -> None:
         """Inside a transaction: wait until no other process migrates, make the namespace."""

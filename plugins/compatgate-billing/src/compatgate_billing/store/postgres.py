@@ -11,15 +11,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from .db import Executor, Row
+from .db import Executor, Row, Steps
 
 if TYPE_CHECKING:
     import asyncpg  # type: ignore[import-untyped]
 
 __all__ = ["PostgresDatabase"]
 
+
+T = TypeVar("T")
 
 class _Executor:
     """Statements on the pool (each on any free connection) or on one connection."""
@@ -54,6 +56,7 @@ class PostgresDatabase:
     skip_locked = "FOR UPDATE SKIP LOCKED"
     day = "to_char(to_timestamp(created_ms / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
     now = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+    coalesce_writes = False  # row locks let transactions run side by side
 
     def __init__(self, dsn: str, *, schema: str = "public", pool_size: int = 10) -> None:
         self._dsn = dsn
@@ -94,6 +97,19 @@ class PostgresDatabase:
         assert self._pool is not None, "the store is not open"
         async with self._pool.acquire() as connection, connection.transaction():
             yield _Executor(connection)
+
+    async def run_steps(self, steps: Steps[T]) -> T:
+        """Run ``steps`` in one transaction, statement by statement."""
+        async with self.transaction() as tx:
+            try:
+                sql, args = next(steps)
+                while True:
+                    sql, args = steps.send(await tx.fetch(sql, *args))
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+
+    async def lookup(self, sql: str, *args: Any) -> list[Row]:
+        return await self.reader.fetch(sql, *args)
 
     async def lock_for_migration(self, tx: Executor) -> None:
         """A transaction-scoped advisory lock per schema, then the schema when it is missing

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from .coalesce import WriteQueue
 from .db import Database, Executor, Row, Steps
@@ -33,7 +33,6 @@ from .totals import usage_totals
 
 __all__ = ["AUTH_COLUMNS", "Store", "StoreError", "now_ms"]
 
-T = TypeVar("T")
 _KEY_COLUMNS = KeyRecord.COLUMNS
 _CREDIT_COLUMNS = "id, key_id, kind, amount_micro, balance_after_micro, note, created_ms"
 # What authentication reads of a key (not its balances, which change with every request).
@@ -75,20 +74,7 @@ class Store:
         )
         self._auth_sql = f"SELECT {AUTH_COLUMNS} FROM billing_keys WHERE id = $1"
         # SQLite: writes queued while a transaction runs go together into the next one
-        self._queue = WriteQueue(self._run, self._settle_steps, self._reserve_steps)
-
-    async def _run(self, steps: Steps[T]) -> T:
-        """Run ``steps`` (see `Steps`) as one transaction."""
-        run = getattr(self.db, "run_steps", None)
-        if run is not None:
-            return await run(steps)
-        async with self.db.transaction() as tx:
-            try:
-                sql, args = next(steps)
-                while True:
-                    sql, args = steps.send(await tx.fetch(sql, *args))
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
+        self._queue = WriteQueue(db.run_steps, self._settle_steps, self._reserve_steps)
 
     async def open(self, *, migrate: bool = True) -> None:
         await self.db.open()
@@ -140,8 +126,7 @@ class Store:
     async def auth_row(self, key_id: str) -> Row | None:
         """The `AUTH_COLUMNS` of a key, read on every request (one indexed read; on SQLite
         inline on the event loop, see `SQLiteDatabase.lookup`)."""
-        lookup = getattr(self.db, "lookup", None)
-        rows = await (lookup or self.db.reader.fetch)(self._auth_sql, key_id)
+        rows = await self.db.lookup(self._auth_sql, key_id)
         return rows[0] if rows else None
 
     async def list_keys(
@@ -286,7 +271,7 @@ class Store:
         arrive while one transaction runs are made together in the next one: each is still its
         own statement, evaluated after the ones before it, and committed before this returns."""
         args = (reservation_id, amount_micro, owner, ttl_ms, key_id)
-        if not getattr(self.db, "coalesce_writes", False):
+        if not self.db.coalesce_writes:
             rows = await self.db.writer.fetch(self._reserve_sql, *args)
             return bool(rows)
         return await self._queue.reserve(args)
@@ -333,8 +318,8 @@ class Store:
         """Write ``entries`` and settle their reservations in one transaction; returns how many
         were new (an entry already written is skipped entirely). Where the database coalesces
         writes (SQLite), the batch shares its transaction with the other writes then queued."""
-        if not getattr(self.db, "coalesce_writes", False):
-            return await self._run(self._settle_steps(entries))
+        if not self.db.coalesce_writes:
+            return await self.db.run_steps(self._settle_steps(entries))
         return await self._queue.settle(entries)
 
     def _settle_steps(self, entries: Sequence[LedgerEntry]) -> Steps[int]:
