@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import httpx2
@@ -28,11 +27,6 @@ from .exceptions import (
 )
 
 __all__ = ["create_client", "create_transport", "default_headers", "request_errors", "reset_duration", "scrub", "stream_errors", "timeout", "upstream_error"]
-
-try:
-    _VERSION = version("compatgate")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    _VERSION = "0"
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "invalid_request_error", 429: "rate_limit_error"}
@@ -50,7 +44,9 @@ def create_transport(config: ProviderConfig) -> httpx2.AsyncBaseTransport:
 
 def default_headers(config: ProviderConfig) -> dict[str, str]:
     """The headers of every upstream call: the client defaults, then the provider's ``headers``."""
-    return {"accept": "*/*", "accept-encoding": "gzip, deflate", "user-agent": f"compatgate/{_VERSION}",
+    from . import __version__  # the package is imported by the time a provider is configured
+
+    return {"accept": "*/*", "accept-encoding": "gzip, deflate", "user-agent": f"compatgate/{__version__}",
             **{name.lower(): value for name, value in config.headers.items()}}  # fmt: skip
 
 
@@ -68,7 +64,8 @@ def timeout(config: ProviderConfig) -> httpx2.Timeout:
 def create_client(config: ProviderConfig, **kwargs: Any) -> httpx2.AsyncClient:
     """A pooled client for ``config.base_url`` with the provider's timeouts and headers
     (``kwargs`` go to ``httpx2.AsyncClient``; ``transport`` defaults to `create_transport`)."""
-    kwargs.setdefault("transport", create_transport(config))
+    if "transport" not in kwargs:
+        kwargs["transport"] = create_transport(config)
     return httpx2.AsyncClient(
         base_url=config.base_url or "", headers=default_headers(config), timeout=timeout(config), **kwargs
     )
