@@ -82,11 +82,16 @@ def test_session_relays_in_order_and_records_usage(realtime):
     assert [json.loads(t).get("index") for t in fake.received[2:]] == list(range(20))
     assert fake.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
     assert fake.query == "model=gpt-4o-2024-08-06"
-    record = gw.records(1)[0]
-    assert (record.endpoint, record.outcome, record.model) == ("realtime", "ok", "gpt-4o")
-    assert (record.prompt_tokens, record.completion_tokens, record.total_tokens) == (40, 20, 60)
+    # Each response is recorded as it is done (so budgets settle inside the session), then the
+    # session itself, without usage of its own.
+    *responses, session = gw.records(3)
+    for record in responses:
+        assert (record.endpoint, record.outcome, record.model) == ("realtime", "ok", "gpt-4o")
+        assert (record.prompt_tokens, record.completion_tokens, record.total_tokens) == (20, 10, 30)
+        assert record.response_id == "resp_1" and record.request_id.startswith(session.request_id + ".")
+    assert (session.endpoint, session.outcome, session.usage) == ("realtime", "ok", None)
     time.sleep(0.2)
-    assert len(gw.usage.records) == 1
+    assert len(gw.usage.records) == 3
 
 
 def test_subprotocol_key_and_client_disconnect(realtime):

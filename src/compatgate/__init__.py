@@ -20,9 +20,12 @@ from .exceptions import (
     UpstreamUnavailableError,
 )
 from .gateway import Gateway
+from .hooks import Hooks, withdraw_hooks
 from .hookspecs import hookimpl
-from .hooks import withdraw_hooks
-from .provider import Chunk, ChunkStream, HTTPProvider, Provider, Reply, decode_event
+from .metering import AudioMeter, ImageMeter, Meter, SpeechMeter, TokenMeter, Units
+from .operations import OPENAI, Conversion, Dialect, Encoder, Operation, form_reader, json_reader
+from .provider import HTTPProvider, Provider, decode_event, segment
+from .replies import Answer, Chunk, ChunkStream, RawReply, Reply, Result
 from .sse import SSEDecoder, ServerSentEvent, encode_event
 from .timeouts import call_provider
 from .usage import Attempt, Usage, UsageRecord
@@ -30,33 +33,48 @@ from .usage import Attempt, Usage, UsageRecord
 __version__ = "0.1.0"
 
 __all__ = [
+    "OPENAI",
+    "Answer",
     "Attempt",
+    "AudioMeter",
     "AuthenticationError",
     "Chunk",
     "ChunkStream",
     "Config",
     "ConfigError",
+    "Conversion",
+    "Dialect",
+    "Encoder",
     "Gateway",
     "GatewayError",
     "GatewaySettings",
     "HTTPProvider",
+    "Hooks",
+    "ImageMeter",
     "InsufficientQuotaError",
     "InvalidRequestError",
+    "Meter",
     "MethodNotAllowedError",
     "ModelConfig",
     "ModelNotFoundError",
     "NotFoundError",
+    "Operation",
     "PermissionDeniedError",
     "Principal",
     "Provider",
     "ProviderConfig",
     "RateLimitError",
+    "RawReply",
     "Reply",
     "RequestContext",
     "RequestTooLargeError",
+    "Result",
     "Route",
     "SSEDecoder",
     "ServerSentEvent",
+    "SpeechMeter",
+    "TokenMeter",
+    "Units",
     "UpstreamError",
     "UpstreamStreamError",
     "UpstreamTimeoutError",
@@ -66,7 +84,10 @@ __all__ = [
     "call_provider",
     "decode_event",
     "encode_event",
+    "form_reader",
     "hookimpl",
+    "json_reader",
     "load_config",
+    "segment",
     "withdraw_hooks",
 ]

@@ -1,8 +1,10 @@
-"""Relaying a `RawReply` (audio, text formats, a Responses event stream) to the client.
+"""Relaying a `RawReply` (audio, text formats, a protocol's own event stream) to the client.
 
-A `StreamRelay` whose pieces are bytes relayed as they come, with the upstream's media type:
-the same disconnect watching, cancellation and single `finish` call, without the chat chunk
-checks. The usage is what the reply learnt by its end (None when it never said).
+A `Relay` whose pieces are bytes relayed as they come, with the upstream's media type: the same
+disconnect watching, keep-alive, cancellation and single ``finish`` call as every relay, without
+the chunk checks. The usage is what the reply learnt by its end; when the client left before,
+it is estimated from the request and the characters the reply says it relayed
+(``RawReply.generated``). The total timeout (`compatgate.timeouts`) watches these bytes too.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from typing import TYPE_CHECKING
 from starlette.types import Send
 
 from .exceptions import GatewayError, UpstreamStreamError
-from .provider import RawReply
-from .relay import Finish, StreamRelay
-from .usage import Usage
+from .relay import Finish, Relay
+from .replies import RawReply, Result
+from .usage import Usage, estimate_tokens
 
 if TYPE_CHECKING:
     from .context import RequestContext
@@ -26,9 +28,12 @@ __all__ = ["ByteRelay"]
 
 logger = logging.getLogger("compatgate")
 
+_SSE = "text/event-stream"
 
-class ByteRelay(StreamRelay):
-    """An ASGI response streaming the bytes of ``reply``; ``finish`` is awaited once at the end."""
+
+class ByteRelay(Relay):
+    """An ASGI response streaming the bytes of ``reply``; ``finish`` is awaited once at the end.
+    A keep-alive comment is written only into an event stream, between two events."""
 
     def __init__(
         self,
@@ -37,28 +42,50 @@ class ByteRelay(StreamRelay):
         headers: Sequence[tuple[bytes, bytes]],
         finish: Finish,
     ) -> None:
-        super().__init__(ctx, reply.chunks, headers, finish)  # type: ignore[arg-type]
+        self.media_type = reply.media_type
+        super().__init__(ctx, headers, finish)
         self.reply = reply
-        self.headers[0] = (b"content-type", reply.media_type.encode("latin-1"))
+        self._events = reply.media_type.startswith(_SSE)
+        self._between = True  # the last bytes written ended an event
+        self.completed = False
 
-    async def _relay(self, send: Send) -> GatewayError | None:
+    @property
+    def can_keepalive(self) -> bool:  # type: ignore[override]
+        return self._events and self._between
+
+    async def relay(self, send: Send) -> GatewayError | None:
+        error: GatewayError | None = None
         try:
             async for data in self.reply.chunks:
                 if self.ctx.first_token_at is None:
                     self.ctx.first_token_at = time.perf_counter()
-                await send({"type": "http.response.body", "body": data, "more_body": True})
+                await self.write(send, data)
+                self._between = data.endswith((b"\n\n", b"\r\n\r\n", b"\r\r"))
         except GatewayError as exc:  # nothing more can be said once the bytes have started
-            error: GatewayError | None = exc
+            error = self.ctx.gateway.scrubbed(exc)
         except OSError:
             raise
         except Exception as exc:  # a provider bug: end the body, record the error
             logger.exception("compatgate: stream of request %s failed", self.ctx.request_id)
             error = UpstreamStreamError(f"The stream failed inside the gateway ({type(exc).__name__}).")
-        else:
-            error = None
-        self.usage = self.reply.usage
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        self.completed = error is None
+        await self.write(send, b"", more=False)
         return error
 
-    def _estimate(self) -> Usage | None:  # type: ignore[override]
-        return self.reply.usage
+    async def close(self) -> None:
+        close = getattr(self.reply.chunks, "aclose", None)
+        if close is not None:
+            await close()
+
+    def result(self) -> Result:
+        usage = self.reply.usage
+        if self.completed or self.ctx.units is None:
+            return Result(usage)
+        # Cut short: what the stream said so far, or the estimate of what was relayed if larger.
+        known = usage or Usage()
+        prompt = known.prompt_tokens or self.ctx.units.prompt_tokens
+        completion = max(known.completion_tokens, estimate_tokens(self.reply.generated))
+        if (prompt, completion) != (known.prompt_tokens, known.completion_tokens):
+            usage = Usage(prompt, completion, prompt + completion, known.cached_tokens, known.reasoning_tokens,
+                          known.cache_write_tokens, estimated=True)
+        return Result(usage)

@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from .endpoints import not_found
+from .local import not_found
 from .exceptions import ConfigError
 from .gateway import Gateway
 from .hooks import create_plugin_manager

@@ -22,6 +22,7 @@ __all__ = ["Config", "GatewaySettings", "ModelConfig", "ProviderConfig", "load_c
 
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+DEFAULT_STORE_BYTES_PER_KEY = 256 * 1024 * 1024
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -39,6 +40,11 @@ class GatewaySettings:
     response_store: str = "sqlite"
     response_store_path: str = "compatgate-responses.sqlite3"
     response_store_url: str | None = field(default=None, repr=False)
+    response_store_ttl_days: float = 30.0
+    response_store_max_bytes: int = DEFAULT_STORE_BYTES_PER_KEY
+    default_max_output_tokens: int | None = None
+    keepalive_seconds: float = 15.0
+    secret: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +76,7 @@ class ModelConfig:
     owned_by: str | None = None
     created: int = 0
     options: Mapping[str, Any] = field(default_factory=dict)
+    max_output_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +142,9 @@ def _parse(raw: Mapping[str, Any], source: str) -> Config:
 
 def _gateway(table: dict[str, Any], source: str) -> GatewaySettings:
     allowed = {"api_keys", "max_request_bytes", "load_entrypoints", "access_log", "log_prompts",
-               "max_upload_bytes", "response_store", "response_store_path", "response_store_url"}
+               "max_upload_bytes", "response_store", "response_store_path", "response_store_url",
+               "response_store_ttl_days", "response_store_max_bytes", "default_max_output_tokens",
+               "keepalive_seconds", "secret"}
     _only(table, "gateway", allowed, source)
     keys = table.get("api_keys", [])
     if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
@@ -157,10 +166,23 @@ def _gateway(table: dict[str, Any], source: str) -> GatewaySettings:
     store_url = _typed(table, "gateway", "response_store_url", str, None, source)
     if store == "postgres" and not store_url:
         raise ConfigError(f"{source}: gateway.response_store = \"postgres\" needs gateway.response_store_url")
+    ttl = _typed(table, "gateway", "response_store_ttl_days", float, 30.0, source)
+    store_bytes = _typed(table, "gateway", "response_store_max_bytes", int, DEFAULT_STORE_BYTES_PER_KEY, source)
+    cap = _typed(table, "gateway", "default_max_output_tokens", int, None, source)
+    keepalive = _typed(table, "gateway", "keepalive_seconds", float, 15.0, source)
+    for key, value in (("response_store_ttl_days", ttl), ("response_store_max_bytes", store_bytes),
+                       ("default_max_output_tokens", cap if cap is not None else 1)):
+        if value <= 0:
+            raise ConfigError(f"{source}: gateway.{key} must be positive")
+    if keepalive < 0:
+        raise ConfigError(f"{source}: gateway.keepalive_seconds must be 0 (off) or a positive number of seconds")
+    secret = _typed(table, "gateway", "secret", str, None, source)
+    if secret is not None and len(secret) < 16:
+        raise ConfigError(f"{source}: gateway.secret must be at least 16 characters long")
     return GatewaySettings(
         tuple(keys), size, entrypoints, access_log, prompts, upload, store,
         _typed(table, "gateway", "response_store_path", str, "compatgate-responses.sqlite3", source),
-        store_url,
+        store_url, ttl, store_bytes, cap, keepalive, secret,
     )
 
 
@@ -214,9 +236,12 @@ def _model(
     upstream = _typed(table, where, "upstream_model", str, name, source)
     owned_by = _typed(table, where, "owned_by", str, None, source)
     created = _typed(table, where, "created", int, 0, source)
-    fixed = {"name", "provider", "upstream_model", "owned_by", "created"}
+    cap = _typed(table, where, "max_output_tokens", int, None, source)
+    if cap is not None and cap <= 0:
+        raise ConfigError(f"{source}: {where}.max_output_tokens must be positive")
+    fixed = {"name", "provider", "upstream_model", "owned_by", "created", "max_output_tokens"}
     options = {key: value for key, value in table.items() if key not in fixed}
-    return ModelConfig(name, provider, upstream, owned_by, created, options)
+    return ModelConfig(name, provider, upstream, owned_by, created, options, cap)
 
 
 def _expand(value: Any, where: str) -> Any:

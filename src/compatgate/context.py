@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
     from .config import ModelConfig
     from .gateway import Gateway
+    from .metering import Units
+    from .operations import Operation
     from .provider import Provider
     from .usage import Attempt
 
@@ -54,24 +56,33 @@ class Route:
 class RequestContext:
     """One request on its way through the gateway.
 
-    ``endpoint`` names the operation (``"chat.completions"``, ``"completions"``,
-    ``"embeddings"``, ``"responses"``, ``"images.generations"``, ``"images.edits"``,
-    ``"audio.transcriptions"``, ``"audio.translations"``, ``"audio.speech"``, ``"moderations"``,
-    ``"realtime"``); ``stream`` and ``include_usage`` say whether the client asked for a
-    stream and for its final usage chunk; ``body`` is the decoded JSON body as the client sent it until the
-    `transform_request` hooks replace it; ``state`` is scratch space that plugins share
-    between their hooks for this one request (key it by plugin name);
-    ``response_headers`` are headers a provider adds to the client's response (e.g. the
-    upstream's rate limits translated), after those of the `response_headers` hooks;
-    ``attempts`` lists the upstream calls made so far.
+    ``operation`` is the row of the operation table it runs (`compatgate.operations`) and
+    ``endpoint`` its name (``"chat.completions"``, ``"responses"``, ``"messages"``...: see
+    docs/endpoints.md for every one); ``stream`` and ``include_usage`` say whether the client
+    asked for a stream and for its final usage chunk; ``body`` is the decoded body as the client
+    sent it until the `transform_request` hooks replace it; ``sent`` is the body as it goes
+    upstream (``model`` replaced by the upstream model; for an operation served through Chat
+    Completions — then ``via_chat`` is True — the chat request), set before `admit_request`; ``units`` is what the request
+    may cost at most, measured on ``sent`` (see `compatgate.metering.Units`): billing and rate
+    limits reserve against it; ``state`` is scratch space that plugins share between their hooks
+    for this one request (key it by plugin name); ``response_headers`` are headers a provider
+    adds to the client's response (e.g. the upstream's rate limits translated), after those of
+    the `response_headers` hooks; ``attempts`` lists the upstream calls made so far; ``cache``
+    says what a cache did with the request (``"hit"``, ``"miss"``, ``"bypass"``, None without
+    a cache).
     """
 
     __slots__ = (
         "gateway",
         "request_id",
         "endpoint",
+        "operation",
         "request",
         "body",
+        "sent",
+        "via_chat",
+        "units",
+        "cache",
         "model",
         "stream",
         "include_usage",
@@ -84,12 +95,20 @@ class RequestContext:
         "first_token_at",
     )
 
-    def __init__(self, gateway: Gateway, request_id: str, endpoint: str, request: Request) -> None:
+    def __init__(
+        self, gateway: Gateway, request_id: str, endpoint: str, request: Request,
+        operation: Operation | None = None,
+    ) -> None:
         self.gateway = gateway
         self.request_id = request_id
         self.endpoint = endpoint
+        self.operation = operation
         self.request = request
         self.body: dict[str, Any] = {}
+        self.sent: dict[str, Any] = {}
+        self.via_chat = False
+        self.units: Units | None = None
+        self.cache: str | None = None
         self.model: str = ""
         self.stream: bool = False
         self.include_usage: bool = False

@@ -1,15 +1,17 @@
-"""The gateway's routes: the upstream-bound API endpoints, ``/models``, and everything else.
+"""The one pipeline every upstream-bound operation runs through.
 
-An `APIEndpoint` runs one request through the hooks: authenticate, read and check the body,
-check the model against the key, route it, transform it, admit it, call the provider, then
-answer (JSON, or a `StreamRelay`) and record the usage exactly once.
+An `OperationEndpoint` serves one row of the operation table (`compatgate.operations`):
+authenticate (in the operation's dialect), read and check the body (the model name included),
+check the model against the key, route it, transform it, serve it natively or convert it to
+Chat Completions, meter the body *as it goes upstream* into ``ctx.units``, admit it, call the
+upstream through the `wrap_upstream` chain, then answer (JSON, or a relay) and record the
+usage exactly once — whatever happens, the client leaving included. Every error that leaves is
+scrubbed of upstream secrets and says where it came from.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import re
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -18,162 +20,108 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from .context import RequestContext
-from .exceptions import GatewayError, MethodNotAllowedError, ModelNotFoundError, NotFoundError, PermissionDeniedError
 from .byterelay import ByteRelay
-from .provider import RawReply, Reply
-from .relay import StreamRelay
+from .context import RequestContext
+from .exceptions import GatewayError, ModelNotFoundError, PermissionDeniedError, UpstreamError
+from .local import error_headers, error_response, internal_error, json_response, method_not_allowed, request_id
+from .metering import Meter, Units
+from .operations import CHAT_METER, Operation
+from .relay import ChunkRelay, OpenAIEncoder, Relay
+from .replies import RawReply, Reply, Result, answer_of
 from .timeouts import call_provider
+from .uploads import Form
 from .usage import Outcome, Usage, UsageRecord
-from .uploads import Form, read_form
-from .validation import VALIDATORS, read_json
+from .validation import check_model_name
 
 if TYPE_CHECKING:
     from .gateway import Gateway
+    from .operations import Encoder
 
-__all__ = ["APIEndpoint", "ModelsEndpoint", "not_found", "error_response"]
+__all__ = ["OperationEndpoint", "Pipeline"]
 
 logger = logging.getLogger("compatgate")
 
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
-_JSON = "application/json"
-
-# What an answer said: its finish reasons, model and id (see `UsageRecord`).
-Answer = tuple[tuple[str, ...], str | None, str | None]
-_NO_ANSWER: Answer = ((), None, None)
-
-# The endpoints whose body is multipart/form-data (see `read_form`); the others take JSON.
-FORM_ENDPOINTS = frozenset({"images.edits", "audio.transcriptions", "audio.translations"})
+Body = dict[str, Any]
 
 
-def request_id(request: Request) -> str:
-    """The client's ``x-request-id`` when it is a sane token, otherwise a new one."""
-    given = request.headers.get("x-request-id")
-    if given and _REQUEST_ID.fullmatch(given):
-        return given
-    return f"req_{os.urandom(16).hex()}"
+class Pipeline:
+    """The steps of one operation up to the upstream call, shared by every endpoint kind."""
 
-
-def error_response(error: GatewayError, headers: list[tuple[bytes, bytes]] = []) -> Response:  # noqa: B006
-    response = Response(error.to_json(), error.status_code, media_type=_JSON)
-    response.raw_headers.extend(headers)
-    for name, value in error.headers.items():
-        response.raw_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
-    return response
-
-
-def _json_response(content: bytes, headers: list[tuple[bytes, bytes]]) -> Response:
-    response = Response(content, 200, media_type=_JSON)
-    response.raw_headers.extend(headers)
-    return response
-
-
-class APIEndpoint:
-    """An ASGI app serving one POST endpoint that goes upstream (``chat.completions``...)."""
-
-    http_method = "POST"
-
-    def __init__(self, gateway: Gateway, name: str, method: str) -> None:
+    def __init__(self, gateway: Gateway, operation: Operation) -> None:
         self.gateway = gateway
-        self.name = name
-        self.method = method
-        self.validate = VALIDATORS[name]
+        self.operation = operation
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        ctx = RequestContext(self.gateway, request_id(request), self.name, request)
-        usage: Usage | None = None
-        answer: Answer = _NO_ANSWER
-        error: GatewayError | None = None
-        try:
-            reply = await self._prepare_and_call(ctx)
-            headers = await self.gateway.headers(ctx)
-            if isinstance(reply, RawReply):
-                relay: StreamRelay = ByteRelay(
-                    ctx, reply, headers,
-                    lambda o, u, e: self._record(ctx, 200, o, u, e, _NO_ANSWER),
-                )
-                await relay(scope, receive, send)
-                return
-            if not isinstance(reply, Reply):
-                relay = StreamRelay(
-                    ctx, reply, headers,
-                    lambda o, u, e: self._record(ctx, 200, o, u, e, _relayed(relay)),
-                )
-                await relay(scope, receive, send)
-                return
-            usage = Usage.from_openai(reply.data.get("usage"))
-            answer = _answered(reply.data)
-            response = _json_response(await self._body(ctx, reply), headers)
-        except GatewayError as exc:
-            error = exc
-            response = error_response(exc, await _error_headers(ctx))
-        except Exception:
-            logger.exception("compatgate: request %s failed", ctx.request_id)
-            error = GatewayError("The gateway failed to handle this request.", code="internal_error")
-            response = error_response(error, [(b"x-request-id", ctx.request_id.encode())])
-        outcome: Outcome = "ok" if error is None else "error"
-        try:
-            await response(scope, receive, send)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._record(ctx, response.status_code, outcome, usage, error, answer)
+    def context(self, request: Request) -> RequestContext:
+        return RequestContext(self.gateway, request_id(request), self.operation.name, request, self.operation)
 
-    async def _read(self, ctx: RequestContext) -> dict[str, Any]:
-        """The request body: JSON, or the fields of a multipart form (a `Form`)."""
-        settings = self.gateway.config.gateway
-        if self.name in FORM_ENDPOINTS:
-            return await read_form(ctx.request, settings.max_upload_bytes)
-        return await read_json(ctx.request, settings.max_request_bytes)
-
-    async def _prepare_and_call(self, ctx: RequestContext) -> Any:
-        gateway, hooks = self.gateway, self.gateway.hooks
-        if ctx.request.method != self.http_method:
-            raise _method_not_allowed(ctx.request, self.http_method)
-        ctx.principal = await gateway.authenticate(ctx.request)
-        body = await self._read(ctx)
-        self.validate(body)
+    async def prepare(self, ctx: RequestContext, api_key: str | None = None) -> None:
+        """Everything before the upstream call: after it, ``ctx.sent`` is the body to send and
+        ``ctx.units`` what it may cost, and every `admit_request` hook has let it through."""
+        gateway, operation, request = self.gateway, self.operation, ctx.request
+        hooks = gateway.hooks
+        if request.method != operation.http_method:
+            raise method_not_allowed(request, operation.http_method)
+        ctx.principal = await gateway.authenticate(request, operation.dialect, api_key)
+        body = await operation.read(request, gateway.config.gateway)
+        operation.validate(body)
         ctx.body, ctx.model = body, body["model"]
-        ctx.stream = body.get("stream") is True
+        ctx.stream = operation.streams and body.get("stream") is True
         options = body.get("stream_options")
         ctx.include_usage = ctx.stream and isinstance(options, dict) and options.get("include_usage") is True
         if not ctx.principal.allows(ctx.model):
             raise PermissionDeniedError(
                 f"The model '{ctx.model}' is not available for this API key.", param="model"
             )
-        route = await hooks.first("route_model", gateway=gateway, ctx=ctx, model=ctx.model)
+        route = await hooks.route_model(gateway=gateway, ctx=ctx, model=ctx.model)
         if route is None:
             raise ModelNotFoundError(
                 f"The model '{ctx.model}' does not exist or you do not have access to it.", param="model"
             )
+        check_model_name(route.upstream_model)  # a route may build it from the client's text
         ctx.route = route
         if hooks.implemented("transform_request") and not isinstance(ctx.body, Form):
-            ctx.body = await hooks.chain("transform_request", "body", ctx.body, ctx=ctx)
-        if hooks.implemented("admit_request"):
-            await hooks.each("admit_request", ctx=ctx)
-        if isinstance(ctx.body, Form):
-            upstream: dict[str, Any] = ctx.body.replace(model=route.upstream_model)
+            ctx.body = await hooks.transform_request(ctx=ctx, body=ctx.body)
+        if route.provider.serves(operation.method):
+            sent: Body = (ctx.body.replace(model=route.upstream_model) if isinstance(ctx.body, Form)
+                          else {**ctx.body, "model": route.upstream_model})
+        elif operation.via is not None and route.provider.serves("chat_completions"):
+            sent = await operation.via.request(ctx, ctx.body)
+            sent["model"] = route.upstream_model
+            ctx.via_chat = True
         else:
-            upstream = {**ctx.body, "model": route.upstream_model}
-        if self.name == "realtime":  # a session, not an answer: no answer timeouts
-            return await route.provider.realtime(ctx, upstream)
-        return await call_provider(route.provider, ctx, self.method, upstream)
+            raise route.provider.unsupported(ctx)
+        meter = self.meter(ctx)
+        model_max = route.model.max_output_tokens if route.model is not None else None
+        units = meter.measure(sent, model_max or gateway.config.gateway.default_max_output_tokens)
+        if not units.capped and units.output_tokens is not None:
+            meter.cap(sent, model_max or gateway.config.gateway.default_max_output_tokens or 0)
+        ctx.sent, ctx.units = sent, units
+        if hooks.implemented("admit_request"):
+            await hooks.admit_request(ctx=ctx)
 
-    async def _body(self, ctx: RequestContext, reply: Reply) -> bytes:
+    def meter(self, ctx: RequestContext) -> Meter:
+        """The meter of what ``ctx`` sends upstream: Chat Completions' when converted."""
+        return CHAT_METER if ctx.via_chat else self.operation.meter
+
+    async def call(self, ctx: RequestContext) -> Reply | Any:
+        """Send ``ctx.sent`` upstream through the `wrap_upstream` chain."""
+        assert ctx.route is not None
+        provider = ctx.route.provider
+        method = "chat_completions" if ctx.via_chat else self.operation.method
+
+        async def send(ctx: RequestContext, body: Body) -> Any:
+            if self.operation.websocket:  # a session, not an answer: no answer timeouts
+                return await getattr(provider, method)(ctx, body)
+            return await call_provider(provider, ctx, method, body)
+
         hooks = self.gateway.hooks
-        if hooks.implemented("transform_response"):
-            return orjson.dumps(await hooks.chain("transform_response", "response", reply.data, ctx=ctx))
-        return reply.raw if reply.raw is not None else orjson.dumps(reply.data)
+        call = hooks.wrap_upstream(ctx=ctx, call=send) if hooks.implemented("wrap_upstream") else send
+        return await call(ctx, ctx.sent)
 
-    async def _record(
-        self,
-        ctx: RequestContext,
-        status: int,
-        outcome: Outcome,
-        usage: Usage | None,
-        error: GatewayError | None,
-        answer: Answer = _NO_ANSWER,
+    async def record(
+        self, ctx: RequestContext, status: int, outcome: Outcome, result: Result, error: GatewayError | None
     ) -> None:
+        """Hand the `UsageRecord` of ``ctx`` to every `record_usage` hook (once per request)."""
         route = ctx.route
         first = ctx.first_token_at
         record = UsageRecord(
@@ -186,111 +134,117 @@ class APIEndpoint:
             status_code=status,
             outcome=outcome,
             streamed=ctx.stream,
-            usage=usage,
+            usage=result.usage,
             latency_ms=ctx.elapsed_ms,
             time_to_first_token_ms=(first - ctx.started) * 1000.0 if first is not None else None,
             error=error.message if error is not None else None,
             attempts=tuple(ctx.attempts),
             error_code=error.code if error is not None else None,
-            finish_reasons=answer[0],
-            response_model=answer[1],
-            response_id=answer[2],
+            finish_reasons=result.answer.finish_reasons,
+            response_model=result.answer.model,
+            response_id=result.answer.id,
+            units=result.units,
+            cache=ctx.cache,
         )
-        await self.gateway.hooks.each("record_usage", isolate=True, ctx=ctx, record=record)
+        await self.gateway.hooks.record_usage(ctx=ctx, record=record)
 
 
-class LocalEndpoint:
-    """An endpoint the gateway answers itself (no upstream): authenticate, then the JSON that
-    `answer` gives, or an OpenAI-format error. ``methods`` are the ones it serves."""
-
-    name = ""
-    methods: tuple[str, ...] = ("GET", "HEAD")
-
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
-
-    async def answer(self, ctx: RequestContext) -> bytes:
-        raise NotImplementedError
+class OperationEndpoint(Pipeline):
+    """The ASGI app of one HTTP operation (see the module docstring)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        ctx = RequestContext(self.gateway, request_id(request), self.name, request)
+        ctx = self.context(Request(scope, receive))
+        result = Result()
+        error: GatewayError | None = None
+        outcome: Outcome = "ok"
         try:
-            if request.method not in self.methods:
-                raise _method_not_allowed(request, ", ".join(m for m in self.methods if m != "HEAD"))
-            ctx.principal = await self.gateway.authenticate(request)
-            content = await self.answer(ctx)
-            response = _json_response(content, await self.gateway.headers(ctx))
+            await self.prepare(ctx)
+            reply = await self._call_watching(ctx, receive)
+            if reply is None:  # the client left while the upstream was answering
+                outcome = "aborted"
+                with anyio.CancelScope(shield=True):
+                    await self.record(ctx, 499, outcome, Result(), None)
+                return
+            headers = await self.gateway.headers(ctx)
+            if not isinstance(reply, Reply):
+                await self._relay(ctx, reply, headers)(scope, receive, send)
+                return
+            result, content = await self._answer(ctx, reply)
+            response: Response = json_response(content, headers)
         except GatewayError as exc:
-            response = error_response(exc, await _error_headers(ctx))
+            error = self.gateway.scrubbed(exc)
+            outcome = "error"
+            response = self._error(ctx, error, await error_headers(ctx))
         except Exception:
-            logger.exception("compatgate: request %s failed", ctx.request_id)
-            error = GatewayError("The gateway failed to handle this request.", code="internal_error")
-            response = error_response(error, [(b"x-request-id", ctx.request_id.encode())])
-        await response(scope, receive, send)
+            error = internal_error(ctx)
+            outcome = "error"
+            response = self._error(ctx, error, [(b"x-request-id", ctx.request_id.encode())])
+        try:
+            await response(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.record(ctx, response.status_code, outcome, result, error)
+
+    def _error(self, ctx: RequestContext, error: GatewayError, headers: list[tuple[bytes, bytes]]) -> Response:
+        provider = ctx.route.provider.name if ctx.route is not None and isinstance(error, UpstreamError) else None
+        return error_response(error, headers, self.operation.dialect, provider)
+
+    async def _call_watching(self, ctx: RequestContext, receive: Receive) -> Any:
+        """`call`, cancelled when the client goes away meanwhile (then None). A form's upload is
+        still being read by the call, so only bodies read whole are watched."""
+        if isinstance(ctx.body, Form):
+            return await self.call(ctx)
+        reply: Any = None
+        failure: Exception | None = None
+        async with anyio.create_task_group() as group:
+            group.start_soon(_watch_disconnect, receive, group.cancel_scope)
+            try:
+                reply = await self.call(ctx)
+            except Exception as exc:  # raised as it is, not in a task group's exception group
+                failure = exc
+            group.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        return reply
+
+    def _relay(self, ctx: RequestContext, reply: Any, headers: list[tuple[bytes, bytes]]) -> Relay:
+        operation = self.operation
+
+        async def finish(outcome: Outcome, result: Result, error: GatewayError | None) -> None:
+            if outcome == "ok":
+                units = self.meter(ctx).settle(ctx.units or Units(), None, _sent(ctx))
+                result = Result(result.usage, result.answer, units)
+            await self.record(ctx, 200, outcome, result, error)
+
+        if isinstance(reply, RawReply):
+            return ByteRelay(ctx, reply, headers, finish)
+        encoder: Encoder = (operation.via.encoder(ctx) if ctx.via_chat and operation.via is not None
+                            else OpenAIEncoder(ctx.include_usage))
+        return ChunkRelay(ctx, reply, encoder, headers, finish)
+
+    async def _answer(self, ctx: RequestContext, reply: Reply) -> tuple[Result, bytes]:
+        """The JSON answer's result and bytes: converted to the client's protocol when it was
+        served through Chat Completions, then through `transform_response`."""
+        hooks, operation = self.gateway.hooks, self.operation
+        data, raw = reply.data, reply.raw
+        usage = reply.usage or Usage.from_openai(data.get("usage"))
+        answer = answer_of(data)
+        if ctx.via_chat and operation.via is not None:
+            data, raw = await operation.via.reply(ctx, data), None
+        if hooks.implemented("transform_response"):
+            data, raw = await hooks.transform_response(ctx=ctx, response=data), None
+        units = self.meter(ctx).settle(ctx.units or Units(), data, _sent(ctx))
+        return Result(usage, answer, units), raw if raw is not None else orjson.dumps(data)
 
 
-class ModelsEndpoint(LocalEndpoint):
-    """``GET /models`` and ``GET /models/{model}``, filtered by what the key may use."""
-
-    name = "models"
-
-    async def answer(self, ctx: RequestContext) -> bytes:
-        assert ctx.principal is not None
-        models = await self.gateway.list_models(ctx.principal)
-        wanted = ctx.request.path_params.get("model")
-        if wanted is None:
-            return orjson.dumps({"object": "list", "data": models})
-        found = [m for m in models if m["id"] == wanted]
-        if not found:
-            raise ModelNotFoundError(f"The model '{wanted}' does not exist.", param="model")
-        return orjson.dumps(found[0])
+def _sent(ctx: RequestContext) -> int:
+    return ctx.sent.sent if isinstance(ctx.sent, Form) else 0
 
 
-def _answered(data: dict[str, Any]) -> Answer:
-    choices = data.get("choices")
-    reasons = tuple(
-        str(choice["finish_reason"]) for choice in choices
-        if isinstance(choice, dict) and choice.get("finish_reason")
-    ) if isinstance(choices, list) else ()
-    model, id_ = data.get("model"), data.get("id")
-    return reasons, model if isinstance(model, str) else None, id_ if isinstance(id_, str) else None
+async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel()
+            return
 
-
-def _relayed(relay: StreamRelay) -> Answer:
-    return tuple(relay.finish_reasons), relay.response_model, relay.response_id
-
-
-async def _error_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
-    """The headers of an error response; only ``x-request-id`` when a `response_headers` hook fails."""
-    try:
-        return await ctx.gateway.headers(ctx)
-    except Exception:
-        logger.exception("compatgate: response_headers failed for request %s", ctx.request_id)
-        return [(b"x-request-id", ctx.request_id.encode())]
-
-
-def _method_not_allowed(request: Request, allowed: str) -> GatewayError:
-    return MethodNotAllowedError(request.method, allowed, request.url.path)
-
-
-_UNSUPPORTED = ("fine_tuning", "fine-tunes", "files", "organization", "billing", "dashboard",
-                "assistants", "threads", "vector_stores", "batches", "uploads", "evals", "usage")
-
-
-async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
-    """Any route the gateway does not serve: 404 in the OpenAI format."""
-    if scope["type"] == "websocket":
-        await send({"type": "websocket.close", "code": 1008, "reason": "no such WebSocket route"})
-        return
-    request = Request(scope, receive)
-    path = request.url.path
-    root = scope.get("root_path", "")
-    relative = path[len(root):] if root and path.startswith(root) else path
-    family = relative.strip("/").split("/", 1)[0]
-    if family in _UNSUPPORTED:
-        message = f"The {family} API ({request.method} {path}) is not supported by this gateway."
-        error = NotFoundError(message, code="unsupported_endpoint")
-    else:
-        error = NotFoundError(f"Invalid URL ({request.method} {path}).", code="unknown_url")
-    await error_response(error, [(b"x-request-id", request_id(request).encode())])(scope, receive, send)

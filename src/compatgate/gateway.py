@@ -22,32 +22,18 @@ from starlette.types import Receive, Scope, Send
 
 from .config import Config, ModelConfig, load_config
 from .context import Principal, RequestContext
-from .endpoints import APIEndpoint, ModelsEndpoint, not_found
-from .exceptions import AuthenticationError, ConfigError
+from .endpoints import OperationEndpoint
+from .exceptions import AuthenticationError, ConfigError, GatewayError
 from .hooks import Hooks, create_plugin_manager
-from .provider import Provider
+from .http import Scrubber
+from .local import ModelsEndpoint, not_found
+from .operations import OPENAI, Dialect, Operation
+from .provider import HTTPProvider, Provider
 from .realtime import RealtimeEndpoint
-from .responses.lookup import StoredResponseEndpoint
-from .responses.store import close_store
 
 __all__ = ["Gateway"]
 
 logger = logging.getLogger("compatgate")
-
-# path -> (endpoint name, provider method)
-API_ROUTES = {
-    "/chat/completions": ("chat.completions", "chat_completions"),
-    "/completions": ("completions", "completions"),
-    "/embeddings": ("embeddings", "embeddings"),
-    "/responses": ("responses", "responses"),
-    "/images/generations": ("images.generations", "images_generations"),
-    "/images/edits": ("images.edits", "images_edits"),
-    "/audio/transcriptions": ("audio.transcriptions", "audio_transcriptions"),
-    "/audio/translations": ("audio.translations", "audio_translations"),
-    "/audio/speech": ("audio.speech", "audio_speech"),
-    "/moderations": ("moderations", "moderations"),
-}
-
 
 class Gateway:
     """An OpenAI-compatible gateway as an ASGI app.
@@ -82,18 +68,21 @@ class Gateway:
             except ConfigError as exc:
                 raise ConfigError(f"{self.config.source}: {exc}") from None
             self.models[model.name] = model
+        self.operations: dict[str, Operation] = self._operations()
+        self.scrubber = Scrubber(self._secrets())
         routes = self._routes()
         self.router = Router(routes=routes, default=not_found)
-        # The API endpoints by path, for a dispatch that skips route matching on the hot path
-        # (unless a plugin route claims the same path: plugin routes come first).
+        # The operations with a plain path, for a dispatch that skips route matching on the hot
+        # path (unless a plugin route claims the same path: plugin routes come first).
         self._endpoints = {
             route.path: route.app
             for route in routes
-            if isinstance(route, Route) and isinstance(route.app, APIEndpoint)
+            if isinstance(route, Route) and isinstance(route.app, OperationEndpoint) and "{" not in route.path
             and not any(getattr(r, "path", None) == route.path for r in routes[: routes.index(route)])
         }
         self._started = False
         self._lock = asyncio.Lock()
+        self.pm.hook.configure(gateway=self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -119,7 +108,7 @@ class Gateway:
             self.hooks.refresh()
             for provider in self.providers.values():
                 await provider.start()
-            await self.hooks.each("startup", gateway=self)
+            await self.hooks.startup(gateway=self)
             self._started = True
 
     async def aclose(self) -> None:
@@ -128,16 +117,12 @@ class Gateway:
             if not self._started:
                 return
             self._started = False
-            await self.hooks.each("shutdown", isolate=True, gateway=self)
+            await self.hooks.shutdown(gateway=self)
             for provider in self.providers.values():
                 try:
                     await provider.aclose()
                 except Exception:
                     logger.exception("compatgate: closing provider %s failed", provider.name)
-            try:
-                await close_store(self)
-            except Exception:
-                logger.exception("compatgate: closing the response store failed")
 
     @asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
@@ -166,10 +151,13 @@ class Gateway:
 
     # -- what endpoints and plugins use -----------------------------------------------------
 
-    async def authenticate(self, request: Request) -> Principal:
-        """The caller, from the `authenticate` hooks; 401 when no plugin accepts the key."""
-        api_key = _api_key(request)
-        principal = await self.hooks.first("authenticate", gateway=self, request=request, api_key=api_key)
+    async def authenticate(
+        self, request: Request, dialect: Dialect = OPENAI, api_key: str | None = None
+    ) -> Principal:
+        """The caller, from the `authenticate` hooks given the key ``dialect`` finds in
+        ``request`` (or ``api_key``); 401 when no plugin accepts it."""
+        api_key = api_key or dialect.api_key(request)
+        principal = await self.hooks.authenticate(gateway=self, request=request, api_key=api_key)
         if principal is not None:
             return principal
         if api_key is None:
@@ -182,7 +170,7 @@ class Gateway:
     async def list_models(self, principal: Principal) -> list[dict[str, Any]]:
         """The models ``principal`` may use, from every `list_models` hook."""
         seen: dict[str, dict[str, Any]] = {}
-        for entries in await self.hooks.each("list_models", gateway=self, principal=principal):
+        for entries in await self.hooks.list_models(gateway=self, principal=principal):
             for entry in entries or ():
                 model_id = entry.get("id")
                 if isinstance(model_id, str) and model_id not in seen and principal.allows(model_id):
@@ -194,7 +182,7 @@ class Gateway:
         headers = [(b"x-request-id", ctx.request_id.encode())]
         extras: list[Mapping[str, str] | None] = []
         if self.hooks.implemented("response_headers"):
-            extras = await self.hooks.each("response_headers", ctx=ctx)
+            extras = await self.hooks.response_headers(ctx=ctx)
         if ctx.response_headers:
             extras.append(ctx.response_headers)
         names = {b"x-request-id"}
@@ -205,6 +193,15 @@ class Gateway:
                     names.add(key)
                     headers.append((key, value.encode("latin-1")))
         return headers
+
+    def scrubbed(self, error: GatewayError) -> GatewayError:
+        """``error`` with every upstream secret (keys, header values, URL credentials) and
+        every static client key taken out of its message (the same error when there was none)."""
+        message = self.scrubber(error.message)
+        if message is not error.message:
+            error.message = message
+            error.args = (message,)
+        return error
 
     # -- construction -----------------------------------------------------------------------
 
@@ -233,33 +230,42 @@ class Gateway:
         except ConfigError as exc:
             raise ConfigError(f"{self.config.source}: {exc}") from None
 
+    def _operations(self) -> dict[str, Operation]:
+        operations: dict[str, Operation] = {}
+        paths: dict[str, str] = {}
+
+        def register(operation: Operation) -> None:
+            if not isinstance(operation, Operation):
+                raise TypeError(f"register_operations: {operation!r} is not an Operation")
+            for table, key in ((operations, operation.name), (paths, operation.path)):
+                if key in table:
+                    raise ConfigError(f"{self.config.source}: two operations are registered for {key!r}")
+            operations[operation.name] = operation
+            paths[operation.path] = operation.name
+
+        self.pm.hook.register_operations(register=register)
+        return operations
+
+    def _secrets(self) -> list[str]:
+        secrets: list[str] = list(self.config.gateway.api_keys)
+        for provider in self.providers.values():
+            if isinstance(provider, HTTPProvider):
+                secrets += [secret for secret in provider.secrets if secret]
+            else:
+                secrets += [s for s in (provider.config.api_key, *provider.config.headers.values()) if s]
+        return secrets
+
     def _routes(self) -> list[BaseRoute]:
         routes: list[BaseRoute] = []
         self.pm.hook.register_routes(gateway=self, register=routes.append)
-        for path, (name, method) in API_ROUTES.items():
-            routes.append(Route(path, APIEndpoint(self, name, method)))
+        for operation in self.operations.values():
+            if operation.websocket:
+                routes.append(WebSocketRoute(operation.path, RealtimeEndpoint(self, operation)))
+            else:
+                routes.append(Route(operation.path, OperationEndpoint(self, operation), methods=None))
         models = ModelsEndpoint(self)
         routes += [Route("/models", models), Route("/models/{model:path}", models)]
-        stored = StoredResponseEndpoint(self)
-        routes += [Route("/responses/{response_id}", stored),
-                   WebSocketRoute("/realtime", RealtimeEndpoint(self))]
         return routes
 
     def __repr__(self) -> str:
         return f"<Gateway {self.config.source} providers={sorted(self.providers)}>"
-
-
-def _api_key(request: Request) -> str | None:
-    authorization = request.headers.get("authorization")
-    if authorization:
-        scheme, _, credentials = authorization.partition(" ")
-        if scheme.lower() == "bearer" and credentials.strip():
-            return credentials.strip()
-    key = request.headers.get("x-api-key")
-    if key and key.strip():
-        return key.strip()
-    for protocol in request.headers.get("sec-websocket-protocol", "").split(","):  # browsers' realtime
-        name, _, key = protocol.strip().partition("openai-insecure-api-key.")
-        if not name and key:
-            return key
-    return None

@@ -7,14 +7,19 @@ The built-in behaviour is made of default plugins marked ``trylast``, so any plu
 
 Hooks marked *may be async* accept a plain function or an ``async def``: the gateway calls the
 implementations one by one in pluggy's order (``tryfirst`` first, then the most recently
-registered, ``trylast`` last), awaits each result, and combines them as each hook says.
+registered, ``trylast`` last), awaits each result, and combines them as the spec's `combine`
+marker declares (and its docstring says): ``first`` (the first non-None result wins, the rest
+are not called), ``chain`` (each receives the previous one's value), ``each`` (every result, in
+order; an exception propagates) or ``isolated`` (every implementation runs; an exception is
+logged and the others still run). `compatgate.hooks.Hooks` is the typed front that calls them.
 pluggy's ``hookwrapper``/``wrapper`` implementations are not supported on those hooks.
+Synchronous hooks (registration) are called through pluggy directly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import pluggy
 
@@ -26,13 +31,31 @@ if TYPE_CHECKING:
 
     from .context import Principal, RequestContext, Route
     from .gateway import Gateway
+    from .operations import Operation
     from .provider import Provider
+    from .replies import ChunkStream, RawReply, Reply
     from .usage import UsageRecord
+
+    UpstreamCall = Callable[[RequestContext, dict[str, Any]], Awaitable[Reply | ChunkStream | RawReply]]
 
 hookspec = pluggy.HookspecMarker("compatgate")
 hookimpl = pluggy.HookimplMarker("compatgate")
 
-__all__ = ["hookimpl", "hookspec"]
+__all__ = ["Combine", "combine", "hookimpl", "hookspec"]
+
+Combine = Literal["first", "chain", "each", "isolated"]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def combine(how: Combine, value: str | None = None) -> Callable[[F], F]:
+    """Declare how the results of a hook that may be async combine (see the module docstring);
+    ``value`` names the argument a ``chain`` passes along."""
+
+    def mark(function: F) -> F:
+        function.compatgate_combine = (how, value)  # type: ignore[attr-defined]
+        return function
+
+    return mark
 
 
 @hookspec
@@ -44,6 +67,25 @@ def register_providers(register: Callable[[type[Provider]], None]) -> None:
     the same type, the first call wins (plugins run before the built-in ``trylast`` ones, so a
     plugin can replace the built-in ``openai`` provider).
     """
+
+
+@hookspec
+def register_operations(register: Callable[[Operation], None]) -> None:
+    """Add rows to the operation table by calling ``register(operation)`` (see
+    `compatgate.operations.Operation`): endpoints that go upstream through the gateway's one
+    pipeline — authenticated, checked, routed, metered, admitted, recorded.
+
+    Synchronous; every implementation is called once per gateway, at construction. A path or
+    name registered twice is a start-up error; plugins run before the built-in ``trylast``
+    ones, so the first registration of a path wins only by being the only one.
+    """
+
+
+@hookspec
+def configure(gateway: Gateway) -> None:
+    """Finish setting up once the gateway is built (providers, models and operations known),
+    e.g. resolve references to providers. Synchronous; every implementation is called once per
+    gateway, at the end of construction, in order; a `ConfigError` stops the start-up."""
 
 
 @hookspec
@@ -68,6 +110,7 @@ def register_commands(add_command: Callable[..., ArgumentParser]) -> None:
 
 
 @hookspec
+@combine("each")
 def startup(gateway: Gateway) -> Awaitable[None] | None:
     """Open what the plugin needs (pools, connections) before the first request.
 
@@ -77,12 +120,14 @@ def startup(gateway: Gateway) -> Awaitable[None] | None:
 
 
 @hookspec
+@combine("isolated")
 def shutdown(gateway: Gateway) -> Awaitable[None] | None:
     """Close what `startup` opened. May be async; every implementation is awaited; an
     exception is logged and the others still run."""
 
 
 @hookspec
+@combine("first")
 def authenticate(
     gateway: Gateway, request: Request, api_key: str | None
 ) -> Principal | None | Awaitable[Principal | None]:
@@ -97,6 +142,7 @@ def authenticate(
 
 
 @hookspec
+@combine("each")
 def list_models(
     gateway: Gateway, principal: Principal
 ) -> Iterable[Mapping[str, Any]] | None | Awaitable[Iterable[Mapping[str, Any]] | None]:
@@ -109,6 +155,7 @@ def list_models(
 
 
 @hookspec
+@combine("first")
 def route_model(
     gateway: Gateway, ctx: RequestContext, model: str
 ) -> Route | None | Awaitable[Route | None]:
@@ -121,6 +168,7 @@ def route_model(
 
 
 @hookspec
+@combine("chain", "body")
 def transform_request(
     ctx: RequestContext, body: dict[str, Any]
 ) -> dict[str, Any] | None | Awaitable[dict[str, Any] | None]:
@@ -133,6 +181,7 @@ def transform_request(
 
 
 @hookspec
+@combine("each")
 def admit_request(ctx: RequestContext) -> Awaitable[None] | None:
     """Let the request go upstream, or refuse it by raising a `GatewayError`
     (e.g. `RateLimitError`, `InsufficientQuotaError`).
@@ -144,6 +193,7 @@ def admit_request(ctx: RequestContext) -> Awaitable[None] | None:
 
 
 @hookspec
+@combine("chain", "response")
 def transform_response(
     ctx: RequestContext, response: dict[str, Any]
 ) -> dict[str, Any] | None | Awaitable[dict[str, Any] | None]:
@@ -156,6 +206,7 @@ def transform_response(
 
 
 @hookspec
+@combine("chain", "chunk")
 def transform_stream_chunk(
     ctx: RequestContext, chunk: dict[str, Any]
 ) -> dict[str, Any] | None | Awaitable[dict[str, Any] | None]:
@@ -170,6 +221,20 @@ def transform_stream_chunk(
 
 
 @hookspec
+def wrap_upstream(ctx: RequestContext, call: UpstreamCall) -> UpstreamCall | None:
+    """Wrap the call that sends a request upstream (a cache, retries, tracing...).
+
+    Runs once per request, after `admit_request`. Synchronous, chained: each implementation
+    receives the call built so far (the innermost sends the request to the routed provider under
+    its timeouts) and returns a new one, or None to keep it. The call is ``async
+    call(ctx, body)`` and returns what a provider returns (`Reply`, `ChunkStream`, `RawReply`);
+    ``body`` is ``ctx.sent``: the body as it goes upstream (``model`` replaced by the upstream
+    model; for an operation served through Chat Completions, the chat request).
+    """
+
+
+@hookspec
+@combine("each")
 def response_headers(
     ctx: RequestContext,
 ) -> Mapping[str, str] | None | Awaitable[Mapping[str, str] | None]:
@@ -181,6 +246,7 @@ def response_headers(
 
 
 @hookspec
+@combine("each")
 def upstream_headers(
     ctx: RequestContext, provider: Provider
 ) -> Mapping[str, str] | None | Awaitable[Mapping[str, str] | None]:
@@ -192,6 +258,7 @@ def upstream_headers(
 
 
 @hookspec
+@combine("isolated")
 def record_usage(ctx: RequestContext, record: UsageRecord) -> Awaitable[None] | None:
     """Learn how a request ended: exactly once per API request (success, refusal, upstream
     error, broken stream or client abort), after the last byte was sent or the client left.

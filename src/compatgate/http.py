@@ -10,6 +10,7 @@ upstream key or credentials from a URL.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,7 +27,8 @@ from .exceptions import (
     UpstreamUnavailableError,
 )
 
-__all__ = ["create_client", "create_transport", "default_headers", "request_errors", "reset_duration", "scrub", "stream_errors", "timeout", "upstream_error"]
+__all__ = ["Scrubber", "create_client", "create_transport", "default_headers", "request_errors", "reset_duration",
+           "scrub", "stream_errors", "timeout", "upstream_error"]
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "invalid_request_error", 429: "rate_limit_error"}
@@ -142,10 +144,31 @@ def _str(value: Any) -> str | None:
 
 def scrub(text: str, secrets: Iterable[str | None]) -> str:
     """``text`` with every secret (key, password, URL credential) replaced by ``***``."""
-    for secret in secrets:
-        if secret and len(secret) >= 4 and secret in text:
-            text = text.replace(secret, "***")
-    return text
+    return Scrubber(secrets)(text)
+
+
+class Scrubber:
+    """Replaces every secret of a fixed set (keys, passwords, URL credentials, at least four
+    characters long) by ``***``, in one pass; ``bytes`` does the same to UTF-8 bytes.
+    The gateway has one, holding every upstream's secrets and the static client keys, and
+    applies it to every text that leaves it (errors, stream error events, records, logs)."""
+
+    def __init__(self, secrets: Iterable[str | None]) -> None:
+        kept = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self._text = re.compile("|".join(map(re.escape, kept))) if kept else None
+        self._bytes = re.compile(b"|".join(re.escape(s.encode()) for s in kept)) if kept else None
+
+    def __call__(self, text: str) -> str:
+        """``text`` scrubbed (the same object when it held no secret)."""
+        if self._text is None or self._text.search(text) is None:
+            return text
+        return self._text.sub("***", text)
+
+    def bytes(self, data: bytes) -> bytes:
+        """``data`` scrubbed (the same object when it held no secret)."""
+        if self._bytes is None or self._bytes.search(data) is None:
+            return data
+        return self._bytes.sub(b"***", data)
 
 
 def reset_duration(seconds: float) -> str:

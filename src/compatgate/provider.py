@@ -1,10 +1,12 @@
 """Providers: what serves a ``[providers.<name>]`` table, and the replies they give.
 
-A provider class sets ``type`` (the ``type = "..."`` it serves) and implements the endpoint
-methods it supports; each receives the request context and the body to send (``model``
-already replaced by the upstream model name) and returns a `Reply`, or for ``stream: true``
-a `ChunkStream` of OpenAI-shaped chunks. Providers that convert another protocol build the
-OpenAI shapes themselves; the gateway does the rest (usage, truncation checks, SSE framing).
+A provider class sets ``type`` (the ``type = "..."`` it serves) and implements the operation
+methods it supports (see `compatgate.operations`); each receives the request context and the
+body to send (``model`` already replaced by the upstream model name) and returns a `Reply`, or
+for ``stream: true`` a `ChunkStream` of OpenAI-shaped chunks (a `RawReply` for bytes relayed as
+they are). Providers that convert another protocol build the OpenAI shapes themselves; the
+gateway does the rest (usage, truncation checks, SSE framing, the client's protocol). A
+provider that builds URLs from a model name puts it in with `segment`.
 
 `HTTPProvider` adds the pooled upstream client and helpers to post JSON and read an
 event stream with upstream errors already mapped.
@@ -15,8 +17,8 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote
 
 import httpx2
 import orjson
@@ -24,57 +26,17 @@ import orjson
 from .config import ModelConfig, ProviderConfig
 from .exceptions import ConfigError, GatewayError, NotFoundError, UpstreamError, UpstreamStreamError
 from .http import create_client, create_transport, default_headers, request_errors, stream_errors, timeout, upstream_error
+from .replies import Chunk, ChunkStream, RawReply, Reply
 from .sse import SSEDecoder, ServerSentEvent, SSEError
-from .usage import Attempt, Usage
 from .uploads import Form
+from .usage import Attempt
 
 if TYPE_CHECKING:
     from .context import RequestContext
 
-__all__ = ["Chunk", "ChunkStream", "HTTPProvider", "Provider", "RawReply", "Reply", "decode_event"]
+__all__ = ["Chunk", "ChunkStream", "HTTPProvider", "Provider", "RawReply", "Reply", "decode_event", "segment"]
 
 Body = dict[str, Any]
-
-
-@dataclass(slots=True)
-class Reply:
-    """A complete (non-streamed) answer. ``raw``, when given, is ``data`` exactly as the
-    upstream encoded it, relayed as is when no hook changes the body."""
-
-    data: Body
-    raw: bytes | None = None
-
-
-@dataclass(slots=True)
-class RawReply:
-    """An answer relayed as bytes, as they come (audio, text formats, a Responses event stream).
-    ``usage``, when known, may be set by ``chunks`` while it runs: it is read after the last byte.
-    Closing ``chunks`` early (``aclose``) must release the upstream."""
-
-    chunks: AsyncIterator[bytes]
-    media_type: str
-    usage: Usage | None = None
-
-
-class Chunk:
-    """One streamed chunk: the decoded object, and the upstream's bytes for it when relayable.
-    ``more`` says that further chunks arrived in the same network read, so the gateway may
-    write them to the client together (fewer writes, no added delay)."""
-
-    __slots__ = ("data", "raw", "more")
-
-    def __init__(self, data: Body, raw: bytes | None = None, more: bool = False) -> None:
-        self.data = data
-        self.raw = raw
-        self.more = more
-
-
-class ChunkStream(Protocol):
-    """An async iterator of chunks that can be closed early (closing cancels the upstream)."""
-
-    def __aiter__(self) -> AsyncIterator[Chunk]: ...
-
-    async def aclose(self) -> None: ...
 
 
 class Provider:
@@ -121,10 +83,9 @@ class Provider:
         raise self.unsupported(ctx)
 
     async def responses(self, ctx: RequestContext, body: Body) -> Reply | RawReply:
-        """``POST /responses``: by default converted to and from `chat_completions`."""
-        from .responses import respond_via_chat
-
-        return await respond_via_chat(self, ctx, body)
+        """``POST /responses`` natively (see `serves`); otherwise the gateway serves it on
+        `chat_completions`."""
+        raise self.unsupported(ctx)
 
     async def images_generations(self, ctx: RequestContext, body: Body) -> Reply:
         raise self.unsupported(ctx)
@@ -145,9 +106,17 @@ class Provider:
         raise self.unsupported(ctx)
 
     async def realtime(self, ctx: RequestContext, body: Body) -> Any:
-        """Open the upstream realtime WebSocket (an ``aiohttp.ClientWebSocketResponse`` whose
-        ``_compatgate_session``, if set, is closed with it)."""
+        """Open the upstream realtime WebSocket: an object with aiohttp's client WebSocket API
+        (``send_str``, ``send_bytes``, async iteration of messages, ``close``, ``close_code``)
+        whose ``close`` releases everything it holds."""
         raise self.unsupported(ctx)
+
+    def serves(self, method: str) -> bool:
+        """Whether this provider serves the operation method ``method`` (``"chat_completions"``,
+        ``"messages"``...) itself: by default, whether its class defines it. An operation that
+        has a `Conversion` is served through `chat_completions` when this is False."""
+        implementation = getattr(type(self), method, None)
+        return implementation is not None and implementation is not getattr(Provider, method, None)
 
     def unsupported(self, ctx: RequestContext) -> NotFoundError:
         return NotFoundError(
@@ -241,7 +210,7 @@ class HTTPProvider(Provider):
         headers = {**self._base_headers, **self.headers(ctx)}
         hooks = ctx.gateway.hooks
         if hooks.implemented("upstream_headers"):
-            for extra in await hooks.each("upstream_headers", ctx=ctx, provider=self):
+            for extra in await hooks.upstream_headers(ctx=ctx, provider=self):
                 for name, value in (extra or {}).items():
                     headers.setdefault(name.lower(), value)
         url, extensions = self.url(path), {"timeout": self._timeout}
@@ -345,6 +314,12 @@ class HTTPProvider(Provider):
                         return
                     more = index < last and batch[index + 1].data != b"[DONE]"
                     yield Chunk(decode_event(event), event.data, more)
+
+
+def segment(text: str) -> str:
+    """``text`` as one URL path segment: every character but unreserved ones percent-encoded, so
+    that no model name can add a path segment, a query or a fragment to an upstream URL."""
+    return quote(text, safe="-._~:@")
 
 
 def decode_event(event: ServerSentEvent) -> Body:

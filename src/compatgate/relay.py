@@ -1,12 +1,17 @@
-"""Relaying a chunk stream to the client as server-sent events.
+"""Relaying a streamed answer to the client: the `Relay` family.
 
-Each chunk is written as it arrives (no buffering, so time to first token is kept and memory
-per stream is bounded). The relay watches for the client going away and cancels the upstream
-at once. It learns the usage from the usage chunk (stripped when the client did not ask for it),
-or estimates it, flagged as such, from what was relayed when the stream ended without one; it
-checks that every choice got a ``finish_reason``: a stream that ends without one, breaks,
-or carries an error gets an OpenAI-format error event and no ``[DONE]``, so it never looks like
-a complete answer.
+`Relay` is what every streamed answer shares: an ASGI response that watches for the client
+going away (and then cancels the upstream at once), sends a keep-alive while the upstream is
+silent (``[gateway] keepalive_seconds``), closes the upstream, and reports how it ended to its
+``finish`` callback exactly once. Its two kinds:
+
+- `ChunkRelay` relays a `ChunkStream` of Chat Completions chunks through an `Encoder`: the
+  client's protocol (the upstream's own bytes for OpenAI clients, see `OpenAIEncoder`). It
+  learns the usage from the usage chunk, or estimates it, flagged as such, from what was
+  relayed; and checks that every choice got a ``finish_reason``: a stream that ends without
+  one, breaks, or carries an error gets the encoder's error event instead of an ending, so it
+  never looks like a complete answer.
+- `ByteRelay` (in `compatgate.byterelay`) relays a `RawReply`'s bytes as they come.
 """
 
 from __future__ import annotations
@@ -21,46 +26,42 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from .exceptions import GatewayError, UpstreamError, UpstreamStreamError
-from .provider import Chunk, ChunkStream
+from .replies import Answer, Chunk, ChunkStream, Result
 from .sse import encode_event
 from .usage import Outcome, Usage, estimate_prompt_tokens, estimate_tokens
 
 if TYPE_CHECKING:
     from .context import RequestContext
+    from .operations import Encoder
 
-__all__ = ["StreamRelay"]
+__all__ = ["ChunkRelay", "Finish", "OpenAIEncoder", "Relay", "stream_error"]
 
 logger = logging.getLogger("compatgate")
 
-Finish = Callable[[Outcome, Usage | None, GatewayError | None], Awaitable[None]]
+Finish = Callable[[Outcome, Result, GatewayError | None], Awaitable[None]]
 
 _DONE = b"data: [DONE]\n\n"
+_KEEPALIVE = b": keep-alive\n\n"
 
 
-class StreamRelay:
-    """An ASGI response streaming ``chunks``; ``finish`` is awaited exactly once at the end."""
+class Relay:
+    """An ASGI response streaming an answer; ``finish`` is awaited exactly once at the end."""
 
-    def __init__(
-        self,
-        ctx: RequestContext,
-        chunks: ChunkStream,
-        headers: Sequence[tuple[bytes, bytes]],
-        finish: Finish,
-    ) -> None:
+    media_type = "text/event-stream; charset=utf-8"
+    #: Whether the keep-alive may be written now (between two events, not inside one).
+    can_keepalive = True
+
+    def __init__(self, ctx: RequestContext, headers: Sequence[tuple[bytes, bytes]], finish: Finish) -> None:
         self.ctx = ctx
-        self.chunks = chunks
         self.headers = [
-            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"content-type", self.media_type.encode("latin-1")),
             (b"cache-control", b"no-cache"),
             (b"x-accel-buffering", b"no"),
             *headers,
         ]
         self.finish = finish
-        self.usage: Usage | None = None
-        self.generated = 0  # characters of generated text relayed, for an estimate
-        self.finish_reasons: list[str] = []  # one per finished choice, as they came
-        self.response_model: str | None = None  # the first chunk's model and id
-        self.response_id: str | None = None
+        self.written = 0.0  # when the last bytes went out (anyio's clock)
+        self._lock = anyio.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         outcome: Outcome = "aborted"
@@ -68,9 +69,13 @@ class StreamRelay:
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(_watch_disconnect, receive, group.cancel_scope)
+                interval = self.ctx.gateway.config.gateway.keepalive_seconds
                 try:
                     await send({"type": "http.response.start", "status": 200, "headers": self.headers})
-                    error = await self._relay(send)
+                    self.written = anyio.current_time()
+                    if interval > 0:
+                        group.start_soon(self._keepalive, send, interval)
+                    error = await self.relay(send)
                     outcome = "ok" if error is None else "error"
                 except OSError:  # the client went away while we were writing
                     pass
@@ -78,23 +83,74 @@ class StreamRelay:
         finally:
             with anyio.CancelScope(shield=True):
                 try:
-                    await self.chunks.aclose()
+                    await self.close()
                 except Exception:  # closing a broken upstream may fail too; nothing to tell
                     logger.debug("compatgate: closing the upstream stream failed", exc_info=True)
-                await self.finish(outcome, self.usage or self._estimate(), error)
+                await self.finish(outcome, self.result(), error)
 
-    async def _relay(self, send: Send) -> GatewayError | None:
-        """Relay every chunk; the error that ended the stream, or None when it completed."""
-        ctx = self.ctx
-        transform = ctx.gateway.hooks.implemented("transform_stream_chunk")
-        expected = ctx.body.get("n") or 1
+    async def write(self, send: Send, body: bytes, more: bool = True) -> None:
+        """Send ``body`` (one or more whole events), serialised with the keep-alive."""
+        async with self._lock:
+            await send({"type": "http.response.body", "body": body, "more_body": more})
+            self.written = anyio.current_time()
+
+    async def _keepalive(self, send: Send, interval: float) -> None:
+        while True:
+            await anyio.sleep(max(self.written + interval - anyio.current_time(), 0.0))
+            if anyio.current_time() - self.written >= interval and self.can_keepalive:
+                await self.write(send, self.keepalive())
+
+    def keepalive(self) -> bytes:
+        return _KEEPALIVE
+
+    async def relay(self, send: Send) -> GatewayError | None:
+        """Relay the answer; the error that ended it, or None when it completed."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Close the upstream (shielded; also when the client left)."""
+
+    def result(self) -> Result:
+        """What the relay learnt, for ``finish``."""
+        raise NotImplementedError
+
+
+class ChunkRelay(Relay):
+    """Relays Chat Completions chunks through ``encoder`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        ctx: RequestContext,
+        chunks: ChunkStream,
+        encoder: Encoder,
+        headers: Sequence[tuple[bytes, bytes]],
+        finish: Finish,
+    ) -> None:
+        self.media_type = encoder.media_type
+        super().__init__(ctx, headers, finish)
+        self.chunks = chunks
+        self.encoder = encoder
+        self.usage: Usage | None = None
+        self.generated = 0  # characters of generated text relayed, for an estimate
+        self.finish_reasons: list[str] = []  # one per finished choice, as they came
+        self.response_model: str | None = None  # the first chunk's model and id
+        self.response_id: str | None = None
+
+    def keepalive(self) -> bytes:
+        return self.encoder.keepalive()
+
+    async def relay(self, send: Send) -> GatewayError | None:
+        ctx, encoder = self.ctx, self.encoder
+        hooks = ctx.gateway.hooks
+        transform = hooks.implemented("transform_stream_chunk")
+        expected = ctx.sent.get("n") or 1
         finished: set[Any] = set()
         pending: list[bytes] = []  # events of one network read not yet written
         try:
             async for chunk in self.chunks:
                 data = chunk.data
                 if "error" in data and not data.get("choices"):
-                    raise _stream_error(data["error"])
+                    raise stream_error(data["error"])
                 usage = data.get("usage")
                 choices = data.get("choices")
                 if usage:
@@ -109,48 +165,79 @@ class StreamRelay:
                             finished.add(choice.get("index", 0))
                             self.finish_reasons.append(str(reason))
                         self.generated += _generated(choice.get("delta") or choice)
-                if choices or not usage or ctx.include_usage:  # all but a usage chunk not asked for
-                    self._append(pending, await self._payload(chunk, data, transform))
+                if transform and (choices or not usage or ctx.include_usage):
+                    data = await hooks.transform_stream_chunk(ctx=ctx, chunk=data)
+                    chunk = Chunk(data, None, chunk.more)
+                payload = encoder.feed(chunk)
+                if payload:
+                    if ctx.first_token_at is None:
+                        ctx.first_token_at = time.perf_counter()
+                    pending.append(payload)
                 if chunk.more or not pending:  # more of the same network read follows: write together
                     continue
                 body = pending[0] if len(pending) == 1 else b"".join(pending)
                 pending.clear()
-                await send({"type": "http.response.body", "body": body, "more_body": True})
+                await self.write(send, body)
             if len(finished) < expected:
                 raise UpstreamStreamError(
                     "The upstream stream ended before the response was complete "
                     "(no finish_reason); the answer is truncated."
                 )
+            tail = encoder.finish()
+            if not isinstance(tail, bytes):
+                tail = await tail
         except GatewayError as exc:
-            await send({"type": "http.response.body", "body": _end(pending, encode_event(exc.to_json())), "more_body": False})
-            return exc
+            error = ctx.gateway.scrubbed(exc)
+            await self.write(send, _end(pending, encoder.error(error)), more=False)
+            return error
         except Exception as exc:  # a provider bug: still end the stream as an error
             logger.exception("compatgate: stream of request %s failed", ctx.request_id)
             failure = UpstreamStreamError(f"The stream failed inside the gateway ({type(exc).__name__}).")
-            await send({"type": "http.response.body", "body": _end(pending, encode_event(failure.to_json())), "more_body": False})
+            await self.write(send, _end(pending, encoder.error(failure)), more=False)
             return failure
-        await send({"type": "http.response.body", "body": _end(pending, _DONE), "more_body": False})
+        await self.write(send, _end(pending, tail), more=False)
         return None
 
+    async def close(self) -> None:
+        await self.chunks.aclose()
 
-    async def _payload(self, chunk: Chunk, data: dict[str, Any], transform: bool) -> bytes:
-        """The bytes of one chunk: the upstream's own, unless a hook changes the chunk."""
-        if transform:
-            ctx = self.ctx
-            return orjson.dumps(await ctx.gateway.hooks.chain("transform_stream_chunk", "chunk", data, ctx=ctx))
-        return chunk.raw if chunk.raw is not None else orjson.dumps(data)
-
-    def _append(self, pending: list[bytes], payload: bytes) -> None:
-        if self.ctx.first_token_at is None:
-            self.ctx.first_token_at = time.perf_counter()
-        pending.append(b"data: " + payload + b"\n\n")
+    def result(self) -> Result:
+        answer = Answer(tuple(self.finish_reasons), self.response_model, self.response_id)
+        return Result(self.usage or self._estimate(), answer)
 
     def _estimate(self) -> Usage:
-        """The usage of a stream whose upstream never said it: estimated from the request and
-        the text relayed so far (see `estimate_tokens`)."""
-        prompt = estimate_prompt_tokens(self.ctx.body)
+        """The usage of a stream whose upstream never said it: estimated from the request sent
+        and the text relayed so far (see `estimate_tokens`)."""
+        prompt = self.ctx.units.prompt_tokens if self.ctx.units else estimate_prompt_tokens(self.ctx.sent)
         completion = estimate_tokens(self.generated)
         return Usage(prompt, completion, prompt + completion, estimated=True)
+
+
+class OpenAIEncoder:
+    """Chat Completions chunks for OpenAI clients: each chunk as the upstream's own bytes (or
+    re-encoded when a hook changed it), the usage chunk only when the client asked for it, then
+    ``data: [DONE]``; an error as an OpenAI error event with no ``[DONE]``."""
+
+    media_type = "text/event-stream; charset=utf-8"
+
+    def __init__(self, include_usage: bool) -> None:
+        self.include_usage = include_usage
+
+    def feed(self, chunk: Chunk) -> bytes:
+        data = chunk.data
+        if not self.include_usage and data.get("usage") and not data.get("choices"):
+            return b""  # the usage chunk the gateway asked for on its own behalf
+        raw = chunk.raw if chunk.raw is not None else orjson.dumps(data)
+        return b"data: " + raw + b"\n\n"
+
+    def finish(self) -> bytes:
+        return _DONE
+
+    def error(self, error: GatewayError) -> bytes:
+        return encode_event(error.to_json())
+
+    def keepalive(self) -> bytes:
+        return _KEEPALIVE
 
 
 def _text(value: Any) -> str | None:
@@ -176,7 +263,9 @@ def _generated(delta: dict[str, Any]) -> int:
     return size
 
 
-def _stream_error(error: Any) -> UpstreamError:
+def stream_error(error: Any) -> UpstreamError:
+    """The `UpstreamStreamError` for an error object an upstream sent inside a stream (OpenAI's
+    ``{"error": {...}}`` event, or a bare message); the gateway scrubs it before it goes out."""
     if isinstance(error, dict):
         message = error.get("message") if isinstance(error.get("message"), str) else "Upstream stream error."
         code = error.get("code")
@@ -195,3 +284,4 @@ async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
         if message["type"] == "http.disconnect":
             scope.cancel()
             return
+

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
 from .exceptions import UpstreamError, UpstreamStreamError, UpstreamTimeoutError
-from .provider import Chunk, ChunkStream, Provider, RawReply, Reply
+from .provider import Provider
+from .replies import ChunkStream, RawReply, Reply
 from .usage import Attempt
 
 if TYPE_CHECKING:
@@ -27,16 +28,19 @@ if TYPE_CHECKING:
 
 __all__ = ["call_provider"]
 
+T = TypeVar("T")
+
 
 async def call_provider(
     provider: Provider, ctx: RequestContext, method: str, body: dict[str, Any]
-) -> Reply | ChunkStream:
-    """``provider.<method>(ctx, body)`` (``method``: ``"chat_completions"``, ``"completions"``
-    or ``"embeddings"``) under the provider's ``first_token_timeout`` and ``total_timeout``.
+) -> Reply | ChunkStream | RawReply:
+    """``provider.<method>(ctx, body)`` (``method``: an operation's method, e.g.
+    ``"chat_completions"``) under the provider's ``first_token_timeout`` and ``total_timeout``;
+    a stream of chunks or of bytes is watched to its end.
 
     A call that times out before any upstream call was recorded in ``ctx.attempts`` is
     recorded there with status 504."""
-    call: Callable[[RequestContext, dict[str, Any]], Awaitable[Reply | ChunkStream]] = getattr(provider, method)
+    call: Callable[[RequestContext, dict[str, Any]], Awaitable[Reply | ChunkStream | RawReply]] = getattr(provider, method)
     config = provider.config
     first, total = config.first_token_timeout, config.total_timeout
     if first is None and total is None:
@@ -47,7 +51,10 @@ async def call_provider(
             result = await call(ctx, body)
     except TimeoutError:
         raise timer.expired(timer.first_deadline, UpstreamTimeoutError) from None
-    if isinstance(result, (Reply, RawReply)):
+    if isinstance(result, Reply):
+        return result
+    if isinstance(result, RawReply):
+        result.chunks = timer.watch(result.chunks)
         return result
     return timer.watch(result)
 
@@ -89,8 +96,9 @@ class _Timer:
             )
         return error
 
-    async def watch(self, stream: ChunkStream) -> AsyncGenerator[Chunk, None]:
-        """``stream``, failing when its first chunk or its end comes too late; closes it."""
+    async def watch(self, stream: ChunkStream | AsyncIterator[T]) -> AsyncGenerator[T, None]:
+        """``stream`` (chunks, or bytes), failing when its first piece or its end comes too
+        late; closes it."""
         chunks = stream.__aiter__()
         deadline = self.first_deadline
         kind: type[UpstreamError] = UpstreamTimeoutError
@@ -107,4 +115,6 @@ class _Timer:
                 yield chunk
         finally:
             with anyio.CancelScope(shield=True):
-                await stream.aclose()
+                close = getattr(stream, "aclose", None)
+                if close is not None:
+                    await close()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from .metering import Units
 
 __all__ = ["Attempt", "Outcome", "Usage", "UsageRecord", "estimate_prompt_tokens", "estimate_tokens"]
 
@@ -94,7 +97,12 @@ class UsageRecord:
     ``error_code`` is the OpenAI error ``code`` the client received (``rate_limit_exceeded``,
     ``insufficient_quota``, ``upstream_timeout``...), None without one. ``finish_reasons`` (one
     per finished choice, in the order they came), ``response_model`` and ``response_id`` are
-    what the answer said, read where the gateway already looks (no extra parsing).
+    what the answer said, read where the gateway already looks (no extra parsing). ``units``
+    are what the request used beside tokens (images, audio seconds, speech characters; see
+    `compatgate.metering.Units`), None for operations metered in tokens only. ``cache`` says
+    what a cache did (``"hit"``, ``"miss"``, ``"bypass"``; None without a cache); a hit is
+    ``cached``: no upstream call was made. Every text in the record (``error``) is scrubbed of
+    upstream secrets.
     """
 
     request_id: str
@@ -115,6 +123,13 @@ class UsageRecord:
     finish_reasons: tuple[str, ...] = ()
     response_model: str | None = None
     response_id: str | None = None
+    units: Units | None = None
+    cache: str | None = None
+
+    @property
+    def cached(self) -> bool:
+        """Whether the answer came from a cache (no upstream call)."""
+        return self.cache == "hit"
 
     @property
     def prompt_tokens(self) -> int:

@@ -1,7 +1,10 @@
 """Reading and checking request bodies before anything goes upstream.
 
-Only what the gateway itself relies on is checked (the endpoint's required fields and the
-types it reads); everything else passes through untouched for the upstream to judge.
+What the gateway itself relies on is checked: the operation's required fields, the types it
+reads, the model name (`check_model_name`: it may end up in an upstream URL) and every number
+that meters the request (`bounded`: an output cap, ``n``...), so that no absurd value reaches
+billing or an upstream. Everything else passes through untouched for the upstream to judge.
+Every refusal is an `InvalidRequestError` naming the parameter.
 """
 
 from __future__ import annotations
@@ -14,9 +17,29 @@ from starlette.requests import Request
 
 from .exceptions import InvalidRequestError, RequestTooLargeError
 
-__all__ = ["VALIDATORS", "read_json"]
+__all__ = [
+    "MAX_CHOICES",
+    "MAX_MODEL_NAME",
+    "MAX_TOKENS",
+    "bounded",
+    "check_chat",
+    "check_completions",
+    "check_embeddings",
+    "check_model",
+    "check_model_name",
+    "check_responses",
+    "kind_of",
+    "optional",
+    "read_json",
+    "require",
+    "too_large",
+]
 
 Body = dict[str, Any]
+
+MAX_MODEL_NAME = 256  # characters
+MAX_TOKENS = 100_000_000  # the largest output cap accepted (no model produces more)
+MAX_CHOICES = 128  # ``n``, as OpenAI bounds it
 
 
 async def read_json(request: Request, limit: int) -> Body:
@@ -52,73 +75,113 @@ def too_large(limit: int) -> RequestTooLargeError:
     return RequestTooLargeError(f"The request body is larger than the limit of {limit} bytes.")
 
 
-def _require(body: Body, name: str, kinds: type | tuple[type, ...], what: str) -> Any:
+def require(body: Body, name: str, kinds: type | tuple[type, ...], what: str, where: str = "") -> Any:
+    """``body[name]``, which must be present, not null and of ``kinds`` (bool is never an int)."""
+    param = f"{where}{name}"
     if name not in body or body[name] is None:
-        raise InvalidRequestError(f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter")
+        raise InvalidRequestError(f"Missing required parameter: '{param}'.", param=param,
+                                  code="missing_required_parameter")
     value = body[name]
     if not isinstance(value, kinds) or isinstance(value, bool) and bool not in _tuple(kinds):
         raise InvalidRequestError(
-            f"Invalid type for '{name}': expected {what}, but got {_kind(value)}.",
-            param=name,
+            f"Invalid type for '{param}': expected {what}, but got {kind_of(value)}.",
+            param=param,
             code="invalid_type",
         )
     return value
 
 
-def _optional(body: Body, name: str, kinds: type | tuple[type, ...], what: str) -> None:
-    if body.get(name) is not None:
-        _require(body, name, kinds, what)
+def optional(body: Body, name: str, kinds: type | tuple[type, ...], what: str, where: str = "") -> Any:
+    """``body[name]`` checked like `require` when present and not null; else None."""
+    if body.get(name) is None:
+        return None
+    return require(body, name, kinds, what, where)
+
+
+def bounded(body: Body, name: str, low: int, high: int, where: str = "") -> int | None:
+    """An optional integer field within ``low..high`` (form fields arrive as text)."""
+    value = body.get(name)
+    if value is None:
+        return None
+    param = f"{where}{name}"
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value.strip()) <= 20:
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidRequestError(f"'{param}' must be an integer from {low} to {high}; got {kind_of(value)} "
+                                  f"{str(value)[:20]}.", param=param, code="invalid_value")
+    return value
 
 
 def _tuple(kinds: type | tuple[type, ...]) -> tuple[type, ...]:
     return kinds if isinstance(kinds, tuple) else (kinds,)
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
+    """``value``'s JSON kind, as error messages name it (``an object``, ``null``...)."""
     names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array", dict: "an object"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
+def check_model_name(name: Any, param: str = "model") -> str:
+    """A model name the gateway can route and providers can put in a URL path: a non-empty
+    string of at most `MAX_MODEL_NAME` characters, without control characters, backslashes,
+    or empty, ``.`` or ``..`` path segments."""
+    if not isinstance(name, str):
+        raise InvalidRequestError(f"Invalid type for '{param}': expected a string, but got {kind_of(name)}.",
+                                  param=param, code="invalid_type")
+    if not name:
+        raise InvalidRequestError(f"'{param}' must not be empty.", param=param, code="invalid_value")
+    if len(name) > MAX_MODEL_NAME:
+        raise InvalidRequestError(f"'{param}' is longer than {MAX_MODEL_NAME} characters.", param=param,
+                                  code="invalid_value")
+    if not name.isprintable() or "\\" in name or any(s in ("", ".", "..") for s in name.split("/")):
+        raise InvalidRequestError(
+            f"'{param}' is not a valid model name: it may not contain control characters, "
+            "backslashes, or empty, '.' or '..' path segments.",
+            param=param, code="invalid_value",
+        )
+    return name
+
+
+# Output caps the meters read (`compatgate.metering.TokenMeter`): bounded wherever they appear.
+_CAPS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "n_predict", "max_new_tokens")
+
+
 def _common(body: Body, *, streams: bool) -> None:
-    model = _require(body, "model", str, "a string")
-    if not model:
-        raise InvalidRequestError("'model' must not be empty.", param="model", code="invalid_value")
+    check_model_name(require(body, "model", str, "a string"))
+    for name in _CAPS:
+        bounded(body, name, 1, MAX_TOKENS)
+    bounded(body, "n", 1, MAX_CHOICES)
     if streams:
-        _optional(body, "stream", bool, "a boolean")
-        _optional(body, "stream_options", dict, "an object")
-        n = body.get("n")
-        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
-            raise InvalidRequestError("'n' must be an integer of at least 1.", param="n", code="invalid_value")
+        optional(body, "stream", bool, "a boolean")
+        optional(body, "stream_options", dict, "an object")
 
 
 def check_chat(body: Body) -> None:
     _common(body, streams=True)
-    messages = _require(body, "messages", list, "an array")
+    messages = require(body, "messages", list, "an array")
     if not messages:
         raise InvalidRequestError("'messages' must contain at least one message.", param="messages", code="empty_array")
     for index, message in enumerate(messages):
         if not isinstance(message, dict):
             raise InvalidRequestError(
-                f"Invalid type for 'messages[{index}]': expected an object, but got {_kind(message)}.",
+                f"Invalid type for 'messages[{index}]': expected an object, but got {kind_of(message)}.",
                 param=f"messages[{index}]",
                 code="invalid_type",
             )
-        if not isinstance(message.get("role"), str):
-            raise InvalidRequestError(
-                f"Missing required parameter: 'messages[{index}].role'.",
-                param=f"messages[{index}].role",
-                code="missing_required_parameter",
-            )
+        require(message, "role", str, "a string", f"messages[{index}].")
+    optional(body, "tools", list, "an array")
 
 
 def check_completions(body: Body) -> None:
     _common(body, streams=True)
-    _require(body, "prompt", (str, list), "a string or an array")
+    require(body, "prompt", (str, list), "a string or an array")
+    bounded(body, "best_of", 1, 20)
 
 
 def check_embeddings(body: Body) -> None:
     _common(body, streams=False)
-    value = _require(body, "input", (str, list), "a string or an array")
+    value = require(body, "input", (str, list), "a string or an array")
     if value == [] or value == "":
         raise InvalidRequestError("'input' must not be empty.", param="input", code="invalid_value")
     encoding = body.get("encoding_format")
@@ -131,27 +194,28 @@ def check_embeddings(body: Body) -> None:
 
 
 def check_model(body: Body) -> None:
-    """Endpoints where the gateway reads only ``model`` (images, audio, moderations, realtime)."""
+    """Endpoints where the gateway reads only ``model`` and the numbers it meters (images,
+    audio, moderations, realtime)."""
     _common(body, streams=False)
+
+
+def check_speech(body: Body) -> None:
+    check_model(body)
+    require(body, "input", str, "a string")
 
 
 def check_responses(body: Body) -> None:
     _common(body, streams=True)
-    _optional(body, "input", (str, list), "a string or an array")
-    _optional(body, "previous_response_id", str, "a string")
-    _optional(body, "store", bool, "a boolean")
+    optional(body, "input", (str, list), "a string or an array")
+    optional(body, "instructions", str, "a string")
+    optional(body, "previous_response_id", str, "a string")
+    optional(body, "store", bool, "a boolean")
+    tools = optional(body, "tools", list, "an array")
+    for index, tool in enumerate(tools or ()):
+        if not isinstance(tool, dict):
+            raise InvalidRequestError(f"Invalid type for 'tools[{index}]': expected an object, but got "
+                                      f"{kind_of(tool)}.", param=f"tools[{index}]", code="invalid_type")
+        require(tool, "type", str, "a string", f"tools[{index}].")
 
 
-VALIDATORS: dict[str, Callable[[Body], None]] = {
-    "chat.completions": check_chat,
-    "completions": check_completions,
-    "embeddings": check_embeddings,
-    "responses": check_responses,
-    "images.generations": check_model,
-    "images.edits": check_model,
-    "audio.transcriptions": check_model,
-    "audio.translations": check_model,
-    "audio.speech": check_model,
-    "moderations": check_model,
-    "realtime": check_model,
-}
+Validator = Callable[[Body], None]

@@ -33,9 +33,12 @@ class OpenAIProvider(HTTPProvider):
     async def embeddings(self, ctx: RequestContext, body: Body) -> Reply:
         return await self.post_json(ctx, "/embeddings", body)
 
+    def serves(self, method: str) -> bool:
+        if method == "responses":
+            return bool(self.option("native_responses", False))
+        return super().serves(method)
+
     async def responses(self, ctx: RequestContext, body: Body) -> Reply | RawReply:
-        if not self.option("native_responses", False):
-            return await super().responses(ctx, body)
         if body.get("stream") is not True:
             return await self.post_json(ctx, "/responses", body)
         return native_events(self, await self.send(ctx, "/responses", body, stream=True))

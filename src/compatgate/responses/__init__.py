@@ -1,100 +1,61 @@
 """The Responses API (``POST /responses``) for every provider.
 
-`respond_via_chat` serves it on top of a provider's ``chat_completions`` (see `convert` and
-`events`), keeping responses in the gateway's store (`store`) so that ``previous_response_id``
-continues a conversation; `native_events` relays an upstream's own Responses event stream
-(OpenAI-type providers with ``native_responses = true``), learning the usage from its end.
+`convert` turns a Responses request into a chat request and a chat answer into a Response;
+`events` writes chat chunks as the Responses event stream; `store` keeps responses so that
+``previous_response_id`` continues a conversation; `native_events` relays an upstream's own
+Responses event stream (OpenAI-type providers with ``native_responses = true``), learning the
+usage from its terminal event and counting what it relayed. The operation itself is the default
+plugin `compatgate.defaults.responses`.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import httpx2
 import orjson
 
-from ..exceptions import InvalidRequestError
-from ..provider import HTTPProvider, Provider, RawReply, Reply
+from ..replies import RawReply
 from ..sse import encode_event
-from ..timeouts import call_provider
 from ..usage import Usage
-from .convert import chat_request, from_chat, input_items, item_id, shell
-from .events import ResponseEvents
-from .store import open_store
 
 if TYPE_CHECKING:
-    from ..context import RequestContext
+    import httpx2
 
-__all__ = ["native_events", "respond_via_chat"]
+    from ..provider import HTTPProvider
 
-Body = dict[str, Any]
+__all__ = ["native_events"]
+
 EVENT_STREAM = "text/event-stream; charset=utf-8"
-
-
-async def respond_via_chat(provider: Provider, ctx: RequestContext, body: Body) -> Reply | RawReply:
-    """Answer the Responses request ``body`` with ``provider.chat_completions``."""
-    store = await open_store(ctx.gateway)
-    previous = body.get("previous_response_id")
-    wanted = body.get("store")
-    if store is None and (previous or wanted is True):
-        name = "previous_response_id" if previous else "store"
-        raise InvalidRequestError(
-            f"'{name}' needs the gateway's response storage, which is off "
-            "(gateway.response_store = \"off\"); send the whole conversation in 'input' instead.",
-            param=name, code="storage_disabled",
-        )
-    key_id = ctx.principal.key_id if ctx.principal else None
-    history: list[Body] = []
-    if previous:
-        entry = await store.load(previous, key_id) if store else None
-        if entry is None:
-            raise InvalidRequestError(f"Previous response with id '{previous}' not found.",
-                                      param="previous_response_id", code="previous_response_not_found")
-        history = entry[1]
-    items = history + input_items(body.get("input"))
-    keep = store is not None and wanted is not False
-    response = shell(body, ctx.model, item_id("resp"), store=keep)
-
-    async def done(final: Body) -> None:
-        if keep and store is not None:
-            await store.save(final, items + [_plain(item) for item in final["output"]], key_id)
-
-    result = await call_provider(provider, ctx, "chat_completions", chat_request(body, items))
-    if isinstance(result, Reply):
-        final = from_chat(result.data, response)
-        await done(final)
-        return Reply(final)
-    reply = RawReply(_empty(), EVENT_STREAM)
-    reply.chunks = ResponseEvents(result, response, reply, done).__aiter__()
-    return reply
-
-
-def _plain(item: Body) -> Body:
-    """An output item as a later request's input item."""
-    return {key: value for key, value in item.items() if key != "status"}
-
-
-async def _empty() -> AsyncIterator[bytes]:
-    return
-    yield b""
+_DELTAS = (b'"response.output_text.delta"', b'"response.function_call_arguments.delta"',
+           b'"response.reasoning_summary_text.delta"', b'"response.refusal.delta"')
 
 
 def native_events(provider: HTTPProvider, response: httpx2.Response) -> RawReply:
     """An upstream Responses event stream relayed event by event; the usage is read from its
-    terminal event."""
-    reply = RawReply(_empty(), EVENT_STREAM)
+    terminal event, and the characters of its deltas are counted for an estimate."""
 
     async def relay() -> AsyncIterator[bytes]:
         async for event in provider.events(response):
-            if b'"usage"' in event.data:
-                try:
-                    data = orjson.loads(event.data)
-                except orjson.JSONDecodeError:
-                    data = None
-                if isinstance(data, dict) and isinstance(data.get("response"), dict):
-                    reply.usage = Usage.from_openai(data["response"].get("usage")) or reply.usage
-            yield encode_event(event.data, event=event.event)
+            data = event.data
+            if b'"usage"' in data or any(kind in data for kind in _DELTAS):
+                _learn(reply, data)
+            yield encode_event(data, event=event.event)
 
-    reply.chunks = relay()
+    reply = RawReply(relay(), EVENT_STREAM)
     return reply
+
+
+def _learn(reply: RawReply, data: bytes) -> None:
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return
+    if not isinstance(event, dict):
+        return
+    delta = event.get("delta")
+    if isinstance(delta, str):
+        reply.generated += len(delta)
+    response = event.get("response")
+    if isinstance(response, dict):
+        reply.usage = Usage.from_openai(response.get("usage")) or reply.usage

@@ -5,26 +5,23 @@
 ``response.function_call_arguments.delta``, ``response.reasoning_summary_text.delta``), their
 ``done`` events and ``response.output_item.done``, and exactly one terminal event:
 ``response.completed``, ``response.incomplete`` or ``response.failed`` (an upstream error, or a
-stream that ended without a finish reason). ``sequence_number`` increases from 0.
+stream that ended without a finish reason). ``sequence_number`` increases from 0. The relay
+(`compatgate.relay.ChunkRelay`) decides which of the three.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
-from ..exceptions import GatewayError, UpstreamStreamError
-from ..provider import ChunkStream, RawReply
+from ..exceptions import GatewayError
+from ..replies import Chunk
 from ..sse import encode_event
-from ..usage import Usage
 from .convert import call_item, item_id, message_item, output_text, reasoning_item, response_usage, status_of
 
-__all__ = ["ResponseEvents"]
-
-logger = logging.getLogger("compatgate")
+__all__ = ["ResponseEncoder"]
 
 Body = dict[str, Any]
 
@@ -40,62 +37,66 @@ _KINDS: dict[str, tuple[str, str, str, Callable[[str], Body], str]] = {
 }
 
 
-class ResponseEvents:
-    """Turns ``chunks`` into encoded Responses events; ``done`` gets the final Response."""
+class ResponseEncoder:
+    """An `Encoder` writing chat chunks as Responses events; ``done`` (awaited before the
+    terminal event goes out) gets the final Response, e.g. to store it."""
 
-    def __init__(self, chunks: ChunkStream, response: Body, reply: RawReply,
-                 done: Callable[[Body], Awaitable[None]]) -> None:
-        self.chunks, self.response, self.reply, self.done = chunks, response, reply, done
+    media_type = "text/event-stream; charset=utf-8"
+
+    def __init__(self, response: Body, done: Callable[[Body], Awaitable[None]]) -> None:
+        self.response, self.done = response, done
         self.sequence = 0
         self.output: list[Body] = response["output"]
         self.open: dict[str, Body] = {}  # the open reasoning / message item
         self.calls: dict[int, Body] = {}  # open function_call items by chat tool call index
+        self.finish_reason: str | None = None
+        self.usage: Any = None
+        self.started = False
 
     def event(self, type_: str, **fields: Any) -> bytes:
         data = {"type": type_, "sequence_number": self.sequence, **fields}
         self.sequence += 1
         return encode_event(orjson.dumps(data), event=type_)
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        yield self.event("response.created", response=self.response)
-        yield self.event("response.in_progress", response=self.response)
-        finish: str | None = None
-        usage: Any = None
-        try:
-            try:
-                async for chunk in self.chunks:
-                    data = chunk.data
-                    choices = data.get("choices") or []
-                    if "error" in data and not choices:
-                        raise UpstreamStreamError(str((data["error"] or {}).get("message", "Upstream stream error.")))
-                    usage = data.get("usage") or usage
-                    for choice in choices[:1]:
-                        for piece in self._delta(choice.get("delta") or {}):
-                            yield piece
-                        finish = choice.get("finish_reason") or finish
-                if finish is None:
-                    raise UpstreamStreamError("The upstream stream ended before the response was complete.")
-            finally:
-                await self.chunks.aclose()
-        except Exception as exc:
-            if not isinstance(exc, GatewayError):
-                logger.exception("compatgate: converting a Responses stream failed")
-            for item in self.open.values():
-                item.pop("_text", None)
-            self.response["status"] = "failed"
-            message = exc.message if isinstance(exc, GatewayError) else "The stream failed inside the gateway."
-            self.response["error"] = {"code": "server_error", "message": message}
-            self.reply.usage = Usage.from_openai(usage)
-            yield self.event("response.failed", response=self.response)
-            return
-        for piece in self._close(*self.open, "calls"):
-            yield piece
-        status_of(self.response, finish)
+    def _start(self) -> bytes:
+        self.started = True
+        return self.event("response.created", response=self.response) + self.event(
+            "response.in_progress", response=self.response)
+
+    def feed(self, chunk: Chunk) -> bytes:
+        data = chunk.data
+        out = [] if self.started else [self._start()]
+        self.usage = data.get("usage") or self.usage
+        for choice in (data.get("choices") or [])[:1]:
+            out += self._delta(choice.get("delta") or {})
+            self.finish_reason = choice.get("finish_reason") or self.finish_reason
+        return b"".join(out)
+
+    async def finish(self) -> bytes:
+        out = [] if self.started else [self._start()]
+        out += self._close(*self.open, "calls")
+        status_of(self.response, self.finish_reason)
+        usage = response_usage(self.usage)
         if usage is not None:
-            self.response["usage"] = response_usage(usage)
-        self.reply.usage = Usage.from_openai(usage)
+            self.response["usage"] = usage
         await self.done(self.response)
-        yield self.event(f"response.{self.response['status']}", response=self.response)
+        out.append(self.event(f"response.{self.response['status']}", response=self.response))
+        return b"".join(out)
+
+    def error(self, error: GatewayError) -> bytes:
+        out = [] if self.started else [self._start()]
+        for item in self.open.values():
+            item.pop("_text", None)
+        self.response["status"] = "failed"
+        self.response["error"] = {"code": "server_error", "message": error.message}
+        usage = response_usage(self.usage)
+        if usage is not None:
+            self.response["usage"] = usage
+        out.append(self.event("response.failed", response=self.response))
+        return b"".join(out)
+
+    def keepalive(self) -> bytes:
+        return b": keep-alive\n\n"
 
     def _delta(self, delta: Body) -> list[bytes]:
         out: list[bytes] = []

@@ -1,0 +1,186 @@
+"""The operation table: every upstream-bound endpoint, and everything the gateway knows about it.
+
+An `Operation` is one row: its name (``ctx.endpoint``), its path (relative to where the gateway
+is mounted), how its body is read and checked, the `Provider` method that serves it, how it is
+metered (`compatgate.metering`), how it speaks to its clients (a `Dialect`: the error format
+and where the key is) and, for protocols that are not OpenAI's own, how it is served through
+Chat Completions when a provider lacks the native method (a `Conversion`). Routing,
+validation, metering, billing, rate limits and the docs all read this table, and every row
+runs through the same pipeline (`compatgate.endpoints`): an endpoint cannot be added that is
+not authorised, metered and limited.
+
+The built-in rows (`OPENAI_OPERATIONS`) are registered by a default plugin; plugins add theirs
+through the `register_operations` hook (the Responses API and the Anthropic and Gemini inbound
+protocols are such plugins).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from starlette.requests import Request
+
+from .exceptions import GatewayError
+from .metering import AudioMeter, ImageMeter, Meter, SpeechMeter, TokenMeter
+from .replies import Chunk
+from .uploads import read_form
+from .validation import (
+    Validator,
+    check_chat,
+    check_completions,
+    check_embeddings,
+    check_model,
+    check_speech,
+    read_json,
+)
+
+if TYPE_CHECKING:
+    from .config import GatewaySettings
+    from .context import RequestContext
+
+__all__ = [
+    "CHAT_METER",
+    "OPENAI",
+    "OPENAI_OPERATIONS",
+    "Conversion",
+    "Dialect",
+    "Encoder",
+    "Operation",
+    "form_reader",
+    "json_reader",
+    "query_reader",
+]
+
+Body = dict[str, Any]
+Reader = Callable[[Request, "GatewaySettings"], Awaitable[Body]]
+
+
+class Dialect:
+    """How an operation speaks to its clients, beyond its bodies: the error format and where
+    the client's key is. This base is OpenAI's; the Anthropic and Gemini inbound protocols
+    subclass it."""
+
+    name = "openai"
+
+    def error(self, error: GatewayError) -> tuple[int, bytes, dict[str, str]]:
+        """The status, body and headers that answer ``error``."""
+        return error.status_code, error.to_json(), error.headers
+
+    def api_key(self, request: Request) -> str | None:
+        """The key of ``Authorization: Bearer <key>`` or ``x-api-key``; None without one."""
+        authorization = request.headers.get("authorization")
+        if authorization:
+            scheme, _, credentials = authorization.partition(" ")
+            if scheme.lower() == "bearer" and credentials.strip():
+                return credentials.strip()
+        key = request.headers.get("x-api-key")
+        return key.strip() if key and key.strip() else None
+
+    def __repr__(self) -> str:
+        return f"<Dialect {self.name}>"
+
+
+OPENAI = Dialect()
+
+
+class Encoder(Protocol):
+    """Writes a stream of Chat Completions chunks in a client's protocol (SSE bytes).
+
+    The relay checks the chunks (errors, finish reasons, usage) and calls `feed` with each one
+    the client should see, `finish` once when the stream completed (it may return an awaitable,
+    e.g. to store the answer before its last event goes out), `error` once when it broke (never
+    followed by anything that looks complete) and `keepalive` while the upstream is silent."""
+
+    media_type: str
+
+    def feed(self, chunk: Chunk) -> bytes: ...
+
+    def finish(self) -> bytes | Awaitable[bytes]: ...
+
+    def error(self, error: GatewayError) -> bytes: ...
+
+    def keepalive(self) -> bytes: ...
+
+
+class Conversion(Protocol):
+    """How an operation is served through Chat Completions (the pivot between protocols) when
+    the routed provider has no native method for it: the client's body becomes a chat request,
+    and the chat answer, or its chunks through an `Encoder`, the client's answer. ``request``
+    refuses what it cannot convert with an `InvalidRequestError`; ``reply`` raises an
+    `UpstreamError` (502) for a chat answer that makes no sense."""
+
+    async def request(self, ctx: RequestContext, body: Body) -> Body: ...
+
+    async def reply(self, ctx: RequestContext, chat: Body) -> Body: ...
+
+    def encoder(self, ctx: RequestContext) -> Encoder: ...
+
+
+async def json_reader(request: Request, settings: GatewaySettings) -> Body:
+    """A JSON object body, at most ``max_request_bytes``."""
+    return await read_json(request, settings.max_request_bytes)
+
+
+async def query_reader(request: Request, settings: GatewaySettings) -> Body:
+    """The query string's fields (a WebSocket handshake's ``?model=``)."""
+    return dict(request.query_params)
+
+
+def form_reader(*checked: str) -> Reader:
+    """A multipart/form-data body, at most ``max_upload_bytes``, whose ``checked`` fields (those
+    the gateway reads) are forwarded exactly as checked (see `compatgate.uploads`)."""
+    fields = frozenset(("model", *checked))
+
+    async def read(request: Request, settings: GatewaySettings) -> Body:
+        return await read_form(request, settings.max_upload_bytes, fields)
+
+    return read
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One upstream-bound operation (see the module docstring). ``method`` names the `Provider`
+    method that serves it natively (``provider.serves(method)``); ``streams`` whether
+    ``stream: true`` is accepted; ``websocket`` for a session (``/realtime``) rather than a
+    request; ``http_method`` the method it answers."""
+
+    name: str
+    path: str
+    method: str
+    validate: Validator
+    meter: Meter
+    read: Reader = json_reader
+    streams: bool = False
+    dialect: Dialect = OPENAI
+    via: Conversion | None = None
+    websocket: bool = False
+    http_method: str = "POST"
+
+
+def _upload_size(body: Body) -> int:
+    return int(getattr(body, "size", 0))
+
+
+CHAT_METER = TokenMeter("max_completion_tokens", "max_tokens", "n_predict", "max_new_tokens")
+
+#: The OpenAI API's operations, registered by the default plugin ``compatgate.defaults.api``.
+#: (``/responses`` is the default plugin ``compatgate.defaults.responses``.)
+OPENAI_OPERATIONS: tuple[Operation, ...] = (
+    Operation("chat.completions", "/chat/completions", "chat_completions", check_chat, CHAT_METER, streams=True),
+    Operation("completions", "/completions", "completions", check_completions,
+              TokenMeter("max_tokens", "n_predict", "max_new_tokens", choices=("n", "best_of")), streams=True),
+    Operation("embeddings", "/embeddings", "embeddings", check_embeddings, TokenMeter(output=False)),
+    Operation("images.generations", "/images/generations", "images_generations", check_model, ImageMeter()),
+    Operation("images.edits", "/images/edits", "images_edits", check_model, ImageMeter(),
+              read=form_reader("n", "prompt", "size", "quality")),
+    Operation("audio.transcriptions", "/audio/transcriptions", "audio_transcriptions", check_model,
+              AudioMeter(_upload_size), read=form_reader()),
+    Operation("audio.translations", "/audio/translations", "audio_translations", check_model,
+              AudioMeter(_upload_size), read=form_reader()),
+    Operation("audio.speech", "/audio/speech", "audio_speech", check_speech, SpeechMeter()),
+    Operation("moderations", "/moderations", "moderations", check_model, TokenMeter(output=False)),
+    Operation("realtime", "/realtime", "realtime", check_model, Meter(), read=query_reader, websocket=True,
+              http_method="GET"),
+)
