@@ -104,10 +104,7 @@ class ResponsesUpstream(ScriptedUpstream):
                  status: str) -> dict[str, Any]:
         done = answer is not None and status == "completed"
         output = ResponsesUpstream.items(answer, number) if done and answer else []
-        usage = {"input_tokens": 120, "input_tokens_details": {"cached_tokens": 0},
-                 "output_tokens": 20, "output_tokens_details": {"reasoning_tokens": 0},
-                 "total_tokens": 140} if done else None
-        return {
+        response = {
             "id": f"resp_{number:040x}", "object": "response", "created_at": int(time.time()),
             "status": status, "background": False, "error": None, "incomplete_details": None,
             "instructions": body.get("instructions"),
@@ -119,8 +116,14 @@ class ResponsesUpstream(ScriptedUpstream):
             "service_tier": "default", "store": body.get("store", True), "temperature": 1.0,
             "text": {"format": {"type": "text"}, "verbosity": "medium"},
             "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools", []),
-            "top_logprobs": 0, "top_p": 1.0, "truncation": "disabled", "usage": usage,
-            "user": None, "metadata": {}}
+            "top_logprobs": 0, "top_p": 1.0, "truncation": "disabled", "metadata": {}}
+        if done:  # the schema has no null usage: a pending response leaves it out
+            response["usage"] = {
+                "input_tokens": 120,
+                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                "output_tokens": 20, "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": 140}
+        return response
 
     @staticmethod
     def stream_events(answer: Answer, body: dict[str, Any], number: int) -> list[bytes]:
