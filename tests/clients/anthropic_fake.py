@@ -27,13 +27,8 @@ _ids = itertools.count(1)
 def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
-    parts = []
-    for block in content or []:
-        if block.get("type") == "text":
-            parts.append(block.get("text", ""))
-        elif block.get("type") == "tool_result":
-            continue
-    return "\n".join(parts)
+    return "\n".join(block.get("text", "") for block in content or []
+                     if block.get("type") == "text")
 
 
 def anthropic_turn(body: dict[str, Any]) -> Turn:
@@ -112,11 +107,12 @@ class AnthropicUpstream(ScriptedUpstream):
     @staticmethod
     def stream_events(answer: Answer, message_id: str, model: str,
                       input_tokens: int) -> list[bytes]:
-        start = {"id": message_id, "type": "message", "role": "assistant", "model": model,
-                 "content": [], "stop_reason": None, "stop_sequence": None,
-                 "usage": {"input_tokens": input_tokens, "cache_creation_input_tokens": 0,
-                           "cache_read_input_tokens": 0, "output_tokens": 1,
-                           "service_tier": "standard"}}
+        start: dict[str, Any] = {
+            "id": message_id, "type": "message", "role": "assistant", "model": model,
+            "content": [], "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": input_tokens, "cache_creation_input_tokens": 0,
+                      "cache_read_input_tokens": 0, "output_tokens": 1,
+                      "service_tier": "standard"}}
         events = [
             sse_event({"type": "message_start", "message": start}, "message_start"),
             sse_event({"type": "content_block_start", "index": 0,

@@ -11,9 +11,10 @@ base URL, offline and non-interactive:
   ``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1`` (no update check, telemetry, error reports
   or ``HEAD /api/hello`` probe); ``--allowedTools Bash Read`` lets the tools run unattended.
 - `Sandbox.codex`: ``codex exec`` with a ``config.toml`` in a fresh ``CODEX_HOME`` naming a
-  custom provider (``base_url``, ``env_key``, ``wire_api = "responses"``), outside a git
-  repository (``--skip-git-repo-check``), in the ``workspace-write`` sandbox (``codex exec``
-  never asks for approval).
+  custom provider (``base_url``, ``env_key``, ``wire_api = "responses"``), with the update
+  check, analytics and the plugin/app sync (which reach github.com and chatgpt.com) off,
+  outside a git repository (``--skip-git-repo-check``), in the ``workspace-write`` sandbox
+  (``codex exec`` never asks for approval).
 - `Sandbox.gemini`: ``gemini -p`` with ``GOOGLE_GEMINI_BASE_URL`` / ``GEMINI_API_KEY``, the
   ``gemini-api-key`` auth type, auto-update and usage statistics off in ``settings.json``,
   ``--yolo --skip-trust`` and an explicit model (else a routing classifier asks the model for
@@ -50,7 +51,8 @@ def clients_dir() -> Path:
 def missing_clients(base: Path) -> list[str]:
     """The clients and SDKs not installed under ``base``."""
     missing = [name for name in CLIENTS if not (base / "node_modules" / ".bin" / name).exists()]
-    missing += [name for name in _SDKS if not (base / "node_modules" / name / "package.json").exists()]
+    missing += [name for name in _SDKS
+                if not (base / "node_modules" / name / "package.json").exists()]
     return missing
 
 
@@ -60,8 +62,8 @@ def _install(base: Path) -> str | None:
         return None
     if shutil.which("npm") is None or shutil.which("node") is None:
         return "Node.js and npm are not installed, so the real clients cannot be installed"
-    process = subprocess.run(["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True,
-                             timeout=1200, stdin=subprocess.DEVNULL,
+    process = subprocess.run(["bash", str(INSTALL_SCRIPT)], check=False, capture_output=True,
+                             text=True, timeout=1200, stdin=subprocess.DEVNULL,
                              env={**os.environ, "COMPATGATE_CLIENTS_DIR": str(base)})
     if process.returncode != 0:
         raise RuntimeError(f".ci/install-clients failed ({process.returncode}):\n"
@@ -129,9 +131,9 @@ class Sandbox:
 
     def run(self, argv: list[str], env: dict[str, str], *, timeout: float | None = None) -> Result:
         try:
-            process = subprocess.run(argv, env=env, cwd=self.work, capture_output=True,
-                                     text=True, timeout=timeout or self.timeout,
-                                     stdin=subprocess.DEVNULL)
+            process = subprocess.run(argv, check=False, env=env, cwd=self.work,
+                                     capture_output=True, text=True,
+                                     timeout=timeout or self.timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as exc:
             out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
             err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else exc.stderr or ""
@@ -157,10 +159,13 @@ class Sandbox:
         codex_home = self.home / ".codex"
         codex_home.mkdir(exist_ok=True)
         (codex_home / "config.toml").write_text(
-            f"model = {json.dumps(model)}\nmodel_provider = \"gateway\"\n\n"
+            f"model = {json.dumps(model)}\nmodel_provider = \"gateway\"\n"
+            "check_for_update_on_startup = false\n\n"
             "[model_providers.gateway]\nname = \"compatgate\"\n"
             f"base_url = {json.dumps(base_url)}\nenv_key = \"COMPATGATE_API_KEY\"\n"
-            "wire_api = \"responses\"\n", encoding="utf-8")
+            "wire_api = \"responses\"\n\n"
+            "[analytics]\nenabled = false\n\n"
+            "[features]\nplugins = false\napps = false\n", encoding="utf-8")
         env = self.environment(CODEX_HOME=str(codex_home), COMPATGATE_API_KEY=key)
         argv = [self.binary("codex"), "exec", "--skip-git-repo-check", "--ephemeral",
                 "--color", "never", *args, prompt]

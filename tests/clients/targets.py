@@ -102,7 +102,7 @@ class DirectTarget:
         return self._serve(ChatUpstream(script, key=CLIENT_KEY), lambda u: f"{u}/v1", "gw-model")
 
     def gemini(self, script: Script) -> AbstractContextManager[Endpoint]:
-        return self._serve(GeminiUpstream(script, key=CLIENT_KEY), str, "gemini-2.5-flash")
+        return self._serve(GeminiUpstream(script, key=CLIENT_KEY), str, "gw-gemini")
 
 
 TARGETS: dict[str, Callable[[str], Target]] = {"direct": DirectTarget}

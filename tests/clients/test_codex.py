@@ -44,6 +44,7 @@ def test_codex_applies_a_patch_with_its_freeform_tool(sandbox: Sandbox, target: 
     endpoint.upstream.check()
     assert (sandbox.work / "hello.txt").read_text(encoding="utf-8") == "hello from the fake model\n"
     assert result.stdout.strip().endswith("Created hello.txt.")
-    tools = {tool.get("name"): tool for tool in endpoint.upstream.calls("/responses")[0].json["tools"]}
+    first = endpoint.upstream.calls("/responses")[0].json
+    tools = {tool.get("name"): tool for tool in first["tools"]}
     assert tools["apply_patch"]["type"] == "custom"
     assert tools["apply_patch"]["format"]["syntax"] == "lark"

@@ -71,6 +71,7 @@ class ScriptedUpstream:
         self.problems: list[str] = []
         self.fake = FakeUpstream(handler=self._dispatch)
         self.url = ""
+        self.on_request: Callable[[Received], None] | None = None
 
     @property
     def received(self) -> list[Received]:
@@ -101,6 +102,8 @@ class ScriptedUpstream:
         return request.headers.get("x-api-key") or request.headers.get("x-goog-api-key")
 
     async def _dispatch(self, request: Received, send: Send) -> None:
+        if self.on_request is not None:
+            self.on_request(request)
         for method, suffix, name in self.routes:
             if request.method == method and request.path.endswith(suffix):
                 if self.key is not None and self.presented_key(request) != self.key:
