@@ -54,9 +54,8 @@ _CHAT = (
     ("metadata", None, _SKIP), ("moderation", None, _SKIP),
 )
 _DELTA = (
-    ("role", None, _SKIP), ("content", None, _SKIP), ("refusal", None, _SKIP),
-    ("function_call", _FUNCTION, _SKIP),
-    ("tool_calls", _list((("index", None, _SKIP), *_CALL[:3])), _SKIP),
+    ("role", None, _SKIP), ("content", None, _SKIP), ("function_call", _FUNCTION, _SKIP),
+    ("tool_calls", _list((("index", None, _SKIP), *_CALL[:3])), _SKIP), ("refusal", None, _SKIP),
 )
 _CHUNK = (
     ("id", None, _SKIP), ("object", None, _SKIP), ("created", None, _SKIP), ("model", None, _SKIP),
