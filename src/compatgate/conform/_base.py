@@ -24,6 +24,7 @@ __all__ = [
     "finish_reason",
     "fix_chat_logprobs",
     "fix_head",
+    "fix_kind",
     "fix_usage",
     "infer_finish",
     "text_content",
@@ -107,15 +108,22 @@ def fix_head(data: dict[str, Any], obj: str, fb: Fallback) -> bool:
     if type(data.get("id")) is not str:
         data["id"] = fb.id
         changed = True
-    if data.get("object") != obj:
-        data["object"] = obj
-        changed = True
     created = data.get("created")
     if type(created) is not int:
         data["created"] = int(created) if type(created) is float and created.is_integer() else fb.created
         changed = True
     if type(data.get("model")) is not str:
         data["model"] = fb.model
+        changed = True
+    return fix_kind(data, obj) or changed
+
+
+def fix_kind(data: dict[str, Any], obj: str) -> bool:
+    """``object`` (the constant), ``system_fingerprint`` (a string when present) and
+    ``service_tier`` (the ServiceTier enum or null)."""
+    changed = False
+    if data.get("object") != obj:
+        data["object"] = obj
         changed = True
     if "system_fingerprint" in data and type(data["system_fingerprint"]) is not str:
         del data["system_fingerprint"]

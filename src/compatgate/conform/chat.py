@@ -22,6 +22,7 @@ from ._base import (
     finish_reason,
     fix_chat_logprobs,
     fix_head,
+    fix_kind,
     fix_usage,
     infer_finish,
     new_call_id,
@@ -179,7 +180,7 @@ class ChunkState:
         if type(data.get("model")) is not str:
             data["model"] = self.model
             changed = True
-        return fix_head(data, obj, self.fb) or changed
+        return fix_kind(data, obj) or changed
 
 
 def fix_chat_chunk(data: dict[str, Any], state: ChunkState) -> bool:

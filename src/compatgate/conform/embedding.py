@@ -12,27 +12,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-import sys
-from array import array
+import struct
 from typing import Any
 
 from ._base import ConformError, Fallback
 
 __all__ = ["decode_embedding", "encode_embedding", "fix_embeddings"]
 
-_BIG_ENDIAN = sys.byteorder == "big"
-
-
 def encode_embedding(vector: list[float]) -> str:
     """``vector`` as OpenAI sends it for ``encoding_format: "base64"``: base64 of the values as
     little-endian IEEE 754 float32."""
     try:
-        packed = array("f", vector)
-    except TypeError:
-        raise ConformError("an embedding holds something other than numbers") from None
-    if _BIG_ENDIAN:
-        packed.byteswap()
-    return base64.b64encode(packed.tobytes()).decode("ascii")
+        packed = struct.pack(f"<{len(vector)}f", *vector)
+    except (struct.error, OverflowError):
+        raise ConformError("an embedding holds something other than float32 numbers") from None
+    return base64.b64encode(packed).decode("ascii")
 
 
 def decode_embedding(encoded: str) -> list[float]:
@@ -43,11 +37,7 @@ def decode_embedding(encoded: str) -> list[float]:
         raise ConformError("an embedding is neither a list of numbers nor base64") from None
     if len(raw) % 4:
         raise ConformError("a base64 embedding is not a whole number of float32 values")
-    values = array("f")
-    values.frombytes(raw)
-    if _BIG_ENDIAN:
-        values.byteswap()
-    return values.tolist()
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
 
 
 def fix_embeddings(data: dict[str, Any], fb: Fallback, base64_wanted: bool) -> bool:
