@@ -184,23 +184,32 @@ class ChunkState:
 
 
 def fix_chat_chunk(data: dict[str, Any], state: ChunkState) -> bool:
-    """Make ``data`` a valid ``CreateChatCompletionStreamResponse``; whether anything changed."""
-    changed = state.head(data, "chat.completion.chunk")
-    choices = data.get("choices")
+    """Make ``data`` a valid ``CreateChatCompletionStreamResponse``; whether anything changed.
+
+    This runs on every chunk of every stream: the conforming path is kept to the fewest
+    dictionary reads (error messages are only built when raised)."""
+    get = data.get
+    if state.id is None or get("id") != state.id or type(get("created")) is not int \
+            or type(get("model")) is not str:
+        changed = state.head(data, "chat.completion.chunk")
+    else:
+        changed = fix_kind(data, "chat.completion.chunk")
+    choices = get("choices")
     if type(choices) is not list:
         data["choices"] = choices = []
         changed = True
-    usage = data.get("usage")
-    if type(usage) is dict:
-        changed |= fix_usage(usage)
-        state.usage = usage
-    elif usage is not None:
-        del data["usage"]
-        changed = True
-    for position, choice in enumerate(choices):
-        where = f"choices[{position}]"
+    usage = get("usage")
+    if usage is not None:
+        if type(usage) is dict:
+            changed |= fix_usage(usage)
+            state.usage = usage
+        else:
+            del data["usage"]
+            changed = True
+    position = 0
+    for choice in choices:
         if type(choice) is not dict:
-            raise ConformError(f"{where} is not an object")
+            raise ConformError(f"choices[{position}] is not an object")
         index = choice.get("index")
         if type(index) is not int:
             choice["index"] = index = position
@@ -208,28 +217,31 @@ def fix_chat_chunk(data: dict[str, Any], state: ChunkState) -> bool:
         delta = choice.get("delta")
         if type(delta) is not dict:
             if delta is not None and "delta" in choice:
-                raise ConformError(f"{where}.delta is not an object")
+                raise ConformError(f"choices[{position}].delta is not an object")
             choice["delta"] = delta = {}
             changed = True
-        elif delta:
-            changed |= _fix_delta(delta, f"{where}.delta", state, index)
-        if "logprobs" in choice and choice["logprobs"] is not None:
-            changed |= fix_chat_logprobs(choice, where)
+        elif delta and (len(delta) != 1 or type(delta.get("content")) is not str):  # usual: {"content": "..."}
+            changed |= _fix_delta(delta, position, state, index)
+        if choice.get("logprobs") is not None:
+            changed |= fix_chat_logprobs(choice, f"choices[{position}]")
         reason = choice.get("finish_reason", ...)
-        if reason is not None and reason not in CHAT_FINISH:
-            if reason is ... or reason == "":  # Ollama sent "" for "not yet" (ollama#4357)
-                reason = None
-            else:
-                reason = finish_reason(reason, CHAT_FINISH, where)
-            choice["finish_reason"] = reason
-            changed = True
-        state.seen.add(index)
         if reason is not None:
-            state.finished.add(index)
+            if reason not in CHAT_FINISH:
+                if reason is ... or reason == "":  # Ollama sent "" for "not yet" (ollama#4357)
+                    reason = None
+                else:
+                    reason = finish_reason(reason, CHAT_FINISH, f"choices[{position}]")
+                choice["finish_reason"] = reason
+                changed = True
+            if reason is not None:
+                state.finished.add(index)
+        state.seen.add(index)
+        position += 1
     return changed
 
 
-def _fix_delta(delta: dict[str, Any], where: str, state: ChunkState, index: int) -> bool:
+def _fix_delta(delta: dict[str, Any], position: int, state: ChunkState, index: int) -> bool:
+    where = f"choices[{position}].delta"
     changed = False
     role = delta.get("role", ...)
     if role is not ... and role not in _DELTA_ROLES:

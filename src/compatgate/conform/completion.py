@@ -11,7 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._base import COMPLETION_FINISH, ConformError, Fallback, finish_reason, fix_head, fix_usage, infer_finish
+from ._base import (
+    COMPLETION_FINISH,
+    ConformError,
+    Fallback,
+    finish_reason,
+    fix_head,
+    fix_kind,
+    fix_usage,
+    infer_finish,
+)
 from .chat import ChunkState
 
 __all__ = ["fix_completion", "fix_completion_chunk"]
@@ -29,8 +38,13 @@ def fix_completion(data: dict[str, Any], fb: Fallback) -> bool:
 def fix_completion_chunk(data: dict[str, Any], state: ChunkState) -> bool:
     """Make ``data`` a valid streamed ``text_completion`` chunk (``finish_reason`` null until
     its choice ends)."""
-    changed = state.head(data, "text_completion")
-    if type(data.get("choices")) is not list:
+    get = data.get
+    if state.id is None or get("id") != state.id or type(get("created")) is not int \
+            or type(get("model")) is not str:
+        changed = state.head(data, "text_completion")
+    else:
+        changed = fix_kind(data, "text_completion")
+    if type(get("choices")) is not list:
         data["choices"] = []
         changed = True
     changed |= _fix_usage(data)
@@ -52,9 +66,8 @@ def _fix_usage(data: dict[str, Any]) -> bool:
 def _fix_choices(data: dict[str, Any], usage: Any, fb: Fallback, state: ChunkState | None) -> bool:
     changed = False
     for position, choice in enumerate(data["choices"]):
-        where = f"choices[{position}]"
         if type(choice) is not dict:
-            raise ConformError(f"{where} is not an object")
+            raise ConformError(f"choices[{position}] is not an object")
         index = choice.get("index")
         if type(index) is not int:
             choice["index"] = index = position
@@ -62,13 +75,13 @@ def _fix_choices(data: dict[str, Any], usage: Any, fb: Fallback, state: ChunkSta
         text = choice.get("text")
         if type(text) is not str:
             if text is not None:
-                raise ConformError(f"{where}.text is not text")
+                raise ConformError(f"choices[{position}].text is not text")
             choice["text"] = ""
             changed = True
         logprobs = choice.get("logprobs", ...)
         if logprobs is not None and type(logprobs) is not dict:
             if logprobs is not ...:
-                raise ConformError(f"{where}.logprobs is neither an object nor null")
+                raise ConformError(f"choices[{position}].logprobs is neither an object nor null")
             choice["logprobs"] = None
             changed = True
         reason = choice.get("finish_reason", ...)
@@ -76,7 +89,7 @@ def _fix_choices(data: dict[str, Any], usage: Any, fb: Fallback, state: ChunkSta
             if reason is ... or reason is None or reason == "":
                 reason = None if state is not None else infer_finish(False, usage, fb)
             else:
-                reason = finish_reason(reason, COMPLETION_FINISH, where)
+                reason = finish_reason(reason, COMPLETION_FINISH, f"choices[{position}]")
             if reason is not None or choice.get("finish_reason", ...) is not None:
                 choice["finish_reason"] = reason
                 changed = True

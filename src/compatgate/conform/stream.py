@@ -58,8 +58,10 @@ class StreamConformer:
 
     def payload(self, data: dict[str, Any], raw: bytes | None) -> bytes:
         """The bytes the client gets for one chunk (``raw`` itself when it already conforms)."""
-        changed = self.conform(data)
-        if self.strict and "error" not in data:
+        if "error" in data and not data.get("choices"):
+            return raw if raw is not None else orjson.dumps(data)
+        changed = self._fix(data, self.state)
+        if self.strict:
             return orjson.dumps(self._canonical(data))
         return raw if raw is not None and not changed else orjson.dumps(data)
 
