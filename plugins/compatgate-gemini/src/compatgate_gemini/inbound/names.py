@@ -63,13 +63,15 @@ def camel_case(body: Mapping[str, Any], kind: str = "request") -> dict[str, Any]
 
 def _message(value: Mapping[str, Any], kind: str, where: str, depth: int) -> dict[str, Any]:
     if depth > _MAX_DEPTH:
-        raise InvalidRequestError(f"'{where}' is nested more than {_MAX_DEPTH} levels deep.", param=where)
+        raise InvalidRequestError(f"Invalid value at '{where}': nested more than {_MAX_DEPTH} levels deep.",
+                                  param=where)
     fields = _MESSAGES[kind]
     out: dict[str, Any] = {}
     for key, item in value.items():
         name = camel(key) if isinstance(key, str) else key
         if name in out:
-            raise InvalidRequestError(f"'{where}{name}' is given twice (as {key!r} too).", param=where + name)
+            raise InvalidRequestError(f"Invalid value at '{where}{name}': given twice (as {key!r} too).",
+                                      param=where + name)
         out[name] = _value(item, fields.get(name), f"{where}{name}", depth)
     return out
 
