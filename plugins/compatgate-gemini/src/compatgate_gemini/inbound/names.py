@@ -44,7 +44,7 @@ _MESSAGES: dict[str, dict[str, Kind]] = {
     "embed": {"content": "content", "requests": ["embed"]},
     "fields": {},  # a message whose fields hold plain values
 }
-_MAX_DEPTH = 64
+_MAX_DEPTH = 200  # the validator refuses schemas nested deeper than 64 first
 
 
 def camel(name: str) -> str:
