@@ -93,11 +93,17 @@ def relay_stream(provider: HTTPProvider, response: httpx2.Response, *, sse: bool
                     events = decoder.feed(data)
                 except SSEError as exc:
                     raise UpstreamStreamError(f"The upstream stream is invalid: {exc}") from None
-                out = []
+                out: list[bytes] = []
+                failure: GatewayError | None = None
                 for event in events:
-                    value = decode_event(event)
+                    try:
+                        value = decode_event(event)
+                    except GatewayError as error:
+                        failure = error
+                        break
                     if "error" in value:
-                        raise gemini_stream_error(value["error"], hidden)
+                        failure = gemini_stream_error(value["error"], hidden)
+                        break
                     characters, done, _ = text_characters(value)
                     reply.generated += characters
                     finished |= done
@@ -109,8 +115,10 @@ def relay_stream(provider: HTTPProvider, response: httpx2.Response, *, sse: bool
                     else:
                         out.append((b",\r\n" if started else b"[") + event.data)
                         started = True
-                if out:
+                if out:  # what came before a failure in the same read is sent first
                     yield b"".join(out)
+                if failure is not None:
+                    raise failure
             if decoder.pending or (len(finished) < candidates and not blocked):
                 raise UpstreamStreamError("The Gemini stream ended without a finishReason; the answer is truncated.")
         except GatewayError as error:
