@@ -6,9 +6,6 @@ import base64
 import struct
 
 import pytest
-from google.genai import types
-
-from compatgate import InvalidRequestError, UpstreamError
 from compatgate_gemini.inbound import (
     count_tokens_estimate,
     embed_from_openai,
@@ -18,7 +15,10 @@ from compatgate_gemini.inbound import (
     unwrap_signatures,
 )
 from compatgate_gemini.inbound.envelope import State, seal, unseal
+from google.genai import types
 from inbound_support import HMACSigner
+
+from compatgate import InvalidRequestError, UpstreamError
 
 SIGNER = HMACSigner()
 

@@ -8,12 +8,12 @@ import copy
 from typing import Any
 
 import pytest
-
-from compatgate import InvalidRequestError
 from compatgate_gemini.inbound import EFFORT_BUDGETS, to_chat, wants_thoughts
 from compatgate_gemini.request import Options, build_request
 from gemini_support import TRACE_NAMES, expected_upstream_request, model_of, read_trace
 from inbound_support import HMACSigner
+
+from compatgate import InvalidRequestError
 
 SIGNER = HMACSigner()
 EXCHANGES = [(name, index) for name in TRACE_NAMES for index in range(len(read_trace(name)))]

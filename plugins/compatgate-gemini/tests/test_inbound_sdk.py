@@ -8,14 +8,6 @@ from typing import Any
 
 import orjson
 import pytest
-from google import genai
-from google.genai import errors, types
-from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
-
-from compatgate import AuthenticationError, GatewayError, UpstreamStreamError
-from compatgate.testing import serve
 from compatgate_gemini.inbound import (
     ContentStream,
     count_tokens_estimate,
@@ -27,8 +19,16 @@ from compatgate_gemini.inbound import (
     validate,
     wants_thoughts,
 )
+from google import genai
+from google.genai import errors, types
 from inbound_support import HMACSigner, openai_chunks
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 from test_inbound_stream import anthropic_chunks
+
+from compatgate import AuthenticationError, GatewayError, UpstreamStreamError
+from compatgate.testing import serve
 
 KEY = "sk-gemini-client"
 SIGNER = HMACSigner()
@@ -178,7 +178,7 @@ def test_an_error_mid_stream_raises(client: genai.Client, pivot: Pivot):
     received = []
     with pytest.raises(errors.ServerError) as caught:
         for response in client.models.generate_content_stream(model="gpt-4o", contents="Tell me a story"):
-            received.append(response)
+            received.append(response)  # noqa: PERF402 - what came before the error
     assert caught.value.code == 502 and caught.value.status == "UNAVAILABLE"
     assert "The upstream connection broke." in caught.value.message
     assert received and all(c.finish_reason is None for r in received for c in r.candidates)

@@ -7,12 +7,12 @@ from typing import Any
 
 import orjson
 import pytest
-from google.genai import types
-
-from compatgate import InvalidRequestError, RateLimitError, UpstreamStreamError
 from compatgate_gemini.inbound import ContentStream, to_chat
 from compatgate_gemini.inbound.envelope import unseal
+from google.genai import types
 from inbound_support import OPENAI_RECORDINGS, HMACSigner, openai_chunks, sse_responses
+
+from compatgate import InvalidRequestError, RateLimitError, UpstreamStreamError
 
 SIGNER = HMACSigner()
 
@@ -248,7 +248,7 @@ def test_ping_is_whitespace_that_parsers_ignore():
     stream = ContentStream(model="m", signer=SIGNER, sse=False)
     chunks = openai_chunks(next(n for n in OPENAI_RECORDINGS if n.startswith("83b0")))
     data = stream.ping() + b"".join(stream.feed(c) + stream.ping() for c in chunks) + stream.finish()
-    assert [r["candidates"][0]["content"]["parts"] for r in orjson.loads(data)][0] == [{"text": "Foo"}]
+    assert orjson.loads(data)[0]["candidates"][0]["content"]["parts"] == [{"text": "Foo"}]
     assert ContentStream(model="m", signer=SIGNER, sse=True).ping() == b"\r\n"
 
 

@@ -7,6 +7,14 @@ from typing import Any
 
 import orjson
 import pytest
+from compatgate_gemini.errors import http_error
+from compatgate_gemini.inbound import (
+    error_body,
+    validate,
+    validate_batch_embed_contents,
+    validate_count_tokens,
+    validate_embed_content,
+)
 
 from compatgate import (
     AuthenticationError,
@@ -21,14 +29,6 @@ from compatgate import (
     UpstreamError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
-)
-from compatgate_gemini.errors import http_error
-from compatgate_gemini.inbound import (
-    error_body,
-    validate,
-    validate_batch_embed_contents,
-    validate_count_tokens,
-    validate_embed_content,
 )
 
 USER = [{"role": "user", "parts": [{"text": "Hi"}]}]

@@ -30,7 +30,13 @@ from compatgate import (
     UpstreamError,
 )
 
-from .embeddings import BATCH, batch_request, embedding_inputs, embedding_response, embedding_vectors
+from .embeddings import (
+    BATCH,
+    batch_request,
+    embedding_inputs,
+    embedding_response,
+    embedding_vectors,
+)
 from .errors import http_error
 from .native import GeminiReply, json_reply, relay_stream
 from .request import Options, build_request

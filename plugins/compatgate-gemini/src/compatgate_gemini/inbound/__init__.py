@@ -24,7 +24,12 @@ from .native import unwrap_signatures, usage_of
 from .reply import finish_reason, from_chat, usage_metadata
 from .request import EFFORT_BUDGETS, ChatRequest, to_chat, wants_thoughts
 from .stream import ContentStream, stream_error
-from .validate import validate, validate_batch_embed_contents, validate_count_tokens, validate_embed_content
+from .validate import (
+    validate,
+    validate_batch_embed_contents,
+    validate_count_tokens,
+    validate_embed_content,
+)
 
 __all__ = [
     "EFFORT_BUDGETS",

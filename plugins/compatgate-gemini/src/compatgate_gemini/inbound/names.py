@@ -15,7 +15,7 @@ from typing import Any
 
 from compatgate import InvalidRequestError
 
-__all__ = ["camel_case", "camel"]
+__all__ = ["camel", "camel_case"]
 
 Kind = str | list[str] | None  # a message type, an array of one, or None: the value is data
 
