@@ -15,7 +15,7 @@ from compatgate.testing import FakeUpstream, OpenAISchema, fake_upstream
 # --import-mode=importlib puts no test folder on sys.path: make gemini_support importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gemini_support import SPEC, Served, gemini_config, serve_counting
+from gemini_support import SPEC, Served, gemini_config, serve_counting  # noqa: E402
 
 
 @pytest.fixture(scope="session")

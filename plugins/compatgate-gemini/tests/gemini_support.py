@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx2
 import orjson
-from starlette.types import Receive, Scope, Send
 
 from compatgate import Gateway
 from compatgate.testing import FakeUpstream, ServedGateway, UsageLog, serve
+from starlette.types import Receive, Scope, Send
 
 SHARED = Path(os.environ.get("COMPATGATE_SHARED", Path(__file__).resolve().parents[3].parent / "shared"))
 TRACES = SHARED / "fixtures" / "gemini"

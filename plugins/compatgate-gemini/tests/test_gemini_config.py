@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import compatgate_gemini
 import pytest
 from gemini_support import USER, Served, gemini_config, sent
 
+import compatgate_gemini
 from compatgate import ConfigError, Gateway
 from compatgate.testing import FakeUpstream
 

@@ -9,16 +9,7 @@ import httpx2
 import openai
 import orjson
 import pytest
-from gemini_support import (
-    CLIENT_KEY,
-    SSE_SPLIT,
-    USER,
-    Served,
-    chunks_of,
-    gemini_response,
-    read_trace,
-    sse,
-)
+from gemini_support import CLIENT_KEY, SSE_SPLIT, USER, Served, chunks_of, gemini_response, read_trace, sse
 
 from compatgate.testing import FakeUpstream, OpenAISchema
 
