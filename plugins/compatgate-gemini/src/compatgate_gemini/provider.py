@@ -1,9 +1,12 @@
 """The ``type = "gemini"`` provider: the Gemini API behind OpenAI chat completions (streamed
-or not) and embeddings.
+or not) and embeddings, and natively for Gemini clients (``generate_content``,
+``count_tokens``, ``embed_content``, ``batch_embed_contents``: the client's body relayed).
 
 ``POST {base_url}/{api_version}/models/{model}:generateContent``,
-``:streamGenerateContent?alt=sse`` and ``:batchEmbedContents``, the key in the
-``x-goog-api-key`` header (never in the URL, so that it cannot reach a log).
+``:streamGenerateContent?alt=sse``, ``:countTokens``, ``:embedContent`` and
+``:batchEmbedContents``, the key in the ``x-goog-api-key`` header (never in the URL, so that it
+cannot reach a log). The model name is one percent-encoded path segment: ``/``, ``..``, ``?``,
+``#``, ``%`` or ``:`` in it can never change the path or the query.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
+
+import orjson
 
 from compatgate import (
     Chunk,
@@ -25,15 +30,22 @@ from compatgate import (
     UpstreamError,
 )
 
-from .embeddings import BATCH, batch_request, embedding_inputs, embedding_response, embedding_vectors
+from .embeddings import (
+    BATCH,
+    batch_request,
+    embedding_inputs,
+    embedding_response,
+    embedding_vectors,
+)
 from .errors import http_error
+from .native import GeminiReply, json_reply, relay_stream
 from .request import Options, build_request
 from .response import StreamConverter, chat_completion
 
 if TYPE_CHECKING:
     import httpx2
 
-__all__ = ["GeminiProvider"]
+__all__ = ["GeminiProvider", "resource_path"]
 
 Body = dict[str, Any]
 
@@ -118,8 +130,45 @@ class GeminiProvider(HTTPProvider):
         for chunk in converter.end():
             yield Chunk(chunk)
 
+    async def generate_content(self, ctx: RequestContext, body: Body) -> GeminiReply:
+        """A Gemini client's ``GenerateContentRequest`` relayed natively. ``body["model"]`` is
+        the upstream model, ``body["stream"]`` whether to stream, ``body["sse"]`` (default
+        true) the stream's framing for the client (false: the JSON array); the three are not
+        sent. See `native`."""
+        model, stream = body["model"], body.get("stream") is True
+        sse = body.get("sse") is not False
+        request = {key: value for key, value in body.items() if key not in ("model", "stream", "sse")}
+        if not stream:
+            reply = await self.post_json(ctx, self._path(model, "generateContent"), request)
+            return json_reply(reply.raw or orjson.dumps(reply.data), reply.data)
+        path = self._path(model, "streamGenerateContent") + "?alt=sse"
+        response = await self.send(ctx, path, request, stream=True)
+        return relay_stream(self, response, sse=sse, candidates=_candidates(request), secrets=self.secrets)
+
+    async def count_tokens(self, ctx: RequestContext, body: Body) -> Reply:
+        """``countTokens`` relayed (a nested ``generateContentRequest`` names the upstream model)."""
+        model, request = body["model"], _strip(body)
+        for key in ("generateContentRequest", "generate_content_request"):
+            if isinstance(request.get(key), Mapping):
+                request[key] = {**request[key], "model": _resource(model)}
+        return await self.post_json(ctx, self._path(model, "countTokens"), request)
+
+    async def embed_content(self, ctx: RequestContext, body: Body) -> Reply:
+        """``embedContent`` relayed."""
+        return await self.post_json(ctx, self._path(body["model"], "embedContent"), _strip(body))
+
+    async def batch_embed_contents(self, ctx: RequestContext, body: Body) -> Reply:
+        """``batchEmbedContents`` relayed, every request naming the upstream model (Gemini
+        requires it to be the model of the URL)."""
+        model, request = body["model"], _strip(body)
+        requests = request.get("requests")
+        if isinstance(requests, list):
+            request["requests"] = [{**item, "model": _resource(model)} if isinstance(item, Mapping) else item
+                                   for item in requests]
+        return await self.post_json(ctx, self._path(model, "batchEmbedContents"), request)
+
     def _path(self, model: str, method: str) -> str:
-        return f"/{self.api_version}/{quote(_resource(model), safe='/')}:{method}"
+        return f"/{self.api_version}/{resource_path(model)}:{method}"
 
     def _setting(self, ctx: RequestContext, name: str, default: Any) -> Any:
         model = ctx.route.model if ctx.route is not None else None
@@ -154,6 +203,24 @@ class _Stream:
             await self._chunks.aclose()
         finally:
             await self._response.aclose()
+
+
+def resource_path(model: str) -> str:
+    """The resource name of ``model`` for a URL: its name percent-encoded as one segment."""
+    for prefix in ("models/", "tunedModels/"):
+        if model.startswith(prefix):
+            return prefix + quote(model[len(prefix):], safe="")
+    return "models/" + quote(model, safe="")
+
+
+def _strip(body: Body) -> Body:
+    return {key: value for key, value in body.items() if key not in ("model", "stream")}
+
+
+def _candidates(request: Mapping[str, Any]) -> int:
+    config = request.get("generationConfig", request.get("generation_config"))
+    count = config.get("candidateCount", config.get("candidate_count")) if isinstance(config, Mapping) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1
 
 
 def _resource(model: str) -> str:
