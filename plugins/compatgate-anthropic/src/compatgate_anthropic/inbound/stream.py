@@ -167,9 +167,6 @@ class MessageStream:
             block = self._block("thinking", out)
             block.text.append(reasoning)
             out.append(_delta(block.index, {"type": "thinking_delta", "thinking": reasoning}))
-        state = ThinkingState(thinking_entries(delta), message=google_signature(delta))
-        if state:
-            self._keep(state)
         text = text_of(delta.get("content"))
         refusal = delta.get("refusal")
         if isinstance(refusal, str) and refusal:
@@ -179,6 +176,9 @@ class MessageStream:
             self.generated += len(text)
             block = self._block("text", out)
             out.append(_delta(block.index, {"type": "text_delta", "text": text}))
+        state = ThinkingState(thinking_entries(delta), message=google_signature(delta))
+        if state:  # after the text it signs: it goes out at the next block boundary
+            self._keep(state)
         for call in delta.get("tool_calls") or ():
             if isinstance(call, Mapping):
                 self._tool_call(call, out)
