@@ -3,7 +3,8 @@ upstreams without a counter of their own, and for ``message_start`` before the u
 
 The estimate (`count_tokens_estimate`) is `compatgate.usage.estimate_tokens` (one token per four
 characters, rounded up) of: the system prompt, every text, thinking text, tool call (name and
-input JSON), tool result and text document, sixteen characters of framing per message, and the
+input JSON), tool result, search result (title, source, text) and text
+document (title, context, text), sixteen characters of framing per message, and the
 tools' JSON (name, description, schema); plus 1,600 tokens per image (Anthropic's figure for an
 image at its largest unscaled size) and 2,000 per PDF page (the middle of Anthropic's 1,500-3,000
 per page; pages counted from the PDF's page objects, at least one). It is rough: real tokenizers
@@ -77,8 +78,11 @@ def _block(block: Mapping[str, Any], tally: _Tally) -> None:
         tally.tokens += IMAGE_TOKENS
     elif kind == "tool_use":
         tally.characters += len(str(block.get("name", ""))) + len(orjson.dumps(block.get("input")))
-    elif kind in ("tool_result", "search_result"):
+    elif kind == "tool_result":
         _content(block.get("content"), tally)
+    elif kind == "search_result":
+        for name in ("title", "source", "content"):
+            _content(block.get(name), tally)
     elif kind == "document":
         _document(block, tally)
 
