@@ -114,8 +114,11 @@ async def relay(response: httpx2.Response, reply: NativeReply, provider: str) ->
                 if meter.failure is not None:
                     break
         if meter.failure is None and tail.strip():
-            if _read(decoder, b"\n\n", meter):  # a last event without its blank line
+            completed = _read(decoder, b"\n\n", meter)  # a last event without its blank line
+            if completed and meter.failure is None:
                 yield tail + b"\n\n"
+            elif not meter.reported:
+                meter.failure = None  # an event cut short: reported below as a truncated stream
         reply.usage, reply.generated = meter.usage, meter.generated
     except GatewayError as exc:
         failure = exc
