@@ -25,12 +25,19 @@ from anthropic_support import (
     recording,
     sse,
 )
+from compatgate_anthropic.inbound import error_body
 from inbound_support import parse_events
 from starlette.requests import Request
 
-from compatgate import Gateway, GatewayError, Reply, RequestContext, UpstreamError, UpstreamStreamError
+from compatgate import (
+    Gateway,
+    GatewayError,
+    Reply,
+    RequestContext,
+    UpstreamError,
+    UpstreamStreamError,
+)
 from compatgate.testing import FakeUpstream, fake_upstream
-from compatgate_anthropic.inbound import error_body
 
 BODY = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": "Hi"}],
         "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}}

@@ -7,12 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from inbound_support import HmacSigner
-
 from compatgate_anthropic.inbound import from_chat, message_usage, to_chat, unseal
 from compatgate_anthropic.request import build_request
 from compatgate_anthropic.response import openai_response
 from compatgate_anthropic.settings import Settings
+from inbound_support import HmacSigner
 
 SIGNER = HmacSigner()
 MODEL = "alias-model"

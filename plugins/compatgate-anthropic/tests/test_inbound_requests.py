@@ -10,10 +10,6 @@ import copy
 from typing import Any
 
 import pytest
-from inbound_support import HmacSigner
-from test_inbound_validation import CLAUDE_CODE
-
-from compatgate import InvalidRequestError
 from compatgate_anthropic.inbound import (
     ThinkingState,
     count_tokens_answer,
@@ -26,6 +22,10 @@ from compatgate_anthropic.inbound import (
 )
 from compatgate_anthropic.request import build_request
 from compatgate_anthropic.settings import Settings
+from inbound_support import HmacSigner
+from test_inbound_validation import CLAUDE_CODE
+
+from compatgate import InvalidRequestError
 
 SIGNER = HmacSigner()
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()

@@ -7,11 +7,12 @@ over real HTTP on loopback by a tiny Starlette app."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import anthropic
 import orjson
 import pytest
+from compatgate_anthropic.inbound import MessageStream, error_body, from_chat
 from inbound_support import OPENAI_RECORDINGS, HmacSigner, check_events, openai_chunks, parse_events
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -33,7 +34,6 @@ from compatgate import (
     UpstreamUnavailableError,
 )
 from compatgate.testing import serve
-from compatgate_anthropic.inbound import MessageStream, error_body, from_chat
 
 SIGNER = HmacSigner()
 MODEL = "alias-model"
@@ -43,9 +43,9 @@ REQUEST = {"model": MODEL, "max_tokens": 64, "messages": [{"role": "user", "cont
 class Canned:
     """What the app answers next: status, body bytes, headers."""
 
-    status = 200
-    content = b""
-    headers: dict[str, str] = {}
+    status: ClassVar[int] = 200
+    content: ClassVar[bytes] = b""
+    headers: ClassVar[dict[str, str]] = {}
 
 
 async def messages(request: Request) -> Response:

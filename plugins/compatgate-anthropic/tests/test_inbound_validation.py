@@ -9,9 +9,14 @@ from typing import Any
 
 import orjson
 import pytest
+from compatgate_anthropic.inbound import (
+    error_body,
+    validate,
+    validate_count_tokens,
+    validate_native,
+)
 
 from compatgate import InvalidRequestError
-from compatgate_anthropic.inbound import error_body, validate, validate_count_tokens, validate_native
 
 USER = {"role": "user", "content": "Hello"}
 BASE = {"model": "m", "max_tokens": 100, "messages": [USER]}
@@ -78,11 +83,11 @@ BAD: list[tuple[dict[str, Any], str]] = [
     (body(messages=[USER, {"role": "assistant", "content": [{**CALL, "input": "{}"}]}, {"role": "user", "content": [RESULT]}]),
      "messages.1.content.0.input: Input should be an object."),
     (body(messages=[USER, {"role": "assistant", "content": [CALL]}, USER]),
-     "messages.1: `tool_use` ids were found without `tool_result` blocks immediately after: toolu_1. Each "
-     "`tool_use` block must have a corresponding `tool_result` block in the next message."),
+     ("messages.1: `tool_use` ids were found without `tool_result` blocks immediately after: toolu_1. Each "
+      "`tool_use` block must have a corresponding `tool_result` block in the next message.")),
     (body(messages=[{"role": "user", "content": [RESULT]}]),
-     "messages.0.content: unexpected `tool_use_id` found in `tool_result` blocks: toolu_1. Each `tool_result` "
-     "block must have a corresponding `tool_use` block in the previous message."),
+     ("messages.0.content: unexpected `tool_use_id` found in `tool_result` blocks: toolu_1. Each `tool_result` "
+      "block must have a corresponding `tool_use` block in the previous message.")),
     (body(messages=[USER, {"role": "assistant", "content": [CALL, CALL]}, {"role": "user", "content": [RESULT]}]),
      "messages.1: tool_use ids must be unique: 'toolu_1' appears twice."),
     (body(messages=[USER, {"role": "assistant", "content": [CALL]}, {"role": "user", "content": [{**RESULT, "is_error": "yes"}]}]),

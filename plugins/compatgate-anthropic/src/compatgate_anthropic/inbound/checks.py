@@ -3,6 +3,7 @@ message in Anthropic's style, ``<path>: <what is wrong>``, and ``param`` set to 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -72,7 +73,7 @@ def integer(value: Any, path: str, *, minimum: int = 0, maximum: int = MAX_INT) 
 
 
 def number(value: Any, path: str, *, minimum: float, maximum: float) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
         raise invalid(path, "Input should be a valid number.")
     if not minimum <= value <= maximum:
         raise invalid(path, f"Input should be a number from {minimum:g} to {maximum:g}.")

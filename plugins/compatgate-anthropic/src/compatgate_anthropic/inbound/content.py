@@ -297,9 +297,9 @@ def _check_pairing(messages: list[Any]) -> None:
                               "corresponding `tool_result` block in the next message.")
             continue
         previous = turns[position - 1] if position else None
-        calls = {b["id"] for b in previous[2] if b.get("type") == "tool_use"} if previous else set()
+        called = {b["id"] for b in previous[2] if b.get("type") == "tool_use"} if previous else set()
         unexpected = [b["tool_use_id"] for b in blocks
-                      if b.get("type") == "tool_result" and b["tool_use_id"] not in calls]
+                      if b.get("type") == "tool_result" and b["tool_use_id"] not in called]
         if unexpected:
             raise invalid(f"messages.{index}.content", "unexpected `tool_use_id` found in `tool_result` "
                           f"blocks: {', '.join(unexpected)}. Each `tool_result` block must have a "

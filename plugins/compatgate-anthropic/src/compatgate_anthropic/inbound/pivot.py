@@ -20,6 +20,7 @@ __all__ = [
     "INVALID_ARGUMENTS",
     "anthropic_usage",
     "google_signature",
+    "mapping_of",
     "reasoning_of",
     "stop_reason",
     "text_of",
@@ -29,6 +30,11 @@ __all__ = [
 
 #: The ``input`` key that keeps a tool call's arguments when they are not a JSON object.
 INVALID_ARGUMENTS = "_raw_arguments"
+
+
+def mapping_of(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a JSON object, else an empty one."""
+    return value if isinstance(value, Mapping) else {}
 
 
 def reasoning_of(source: Mapping[str, Any]) -> str:

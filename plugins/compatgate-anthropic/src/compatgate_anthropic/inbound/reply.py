@@ -18,7 +18,16 @@ from typing import Any
 from compatgate import Usage
 
 from .ids import message_id, tool_id
-from .pivot import anthropic_usage, google_signature, reasoning_of, stop_reason, text_of, thinking_entries, tool_input
+from .pivot import (
+    anthropic_usage,
+    google_signature,
+    mapping_of,
+    reasoning_of,
+    stop_reason,
+    text_of,
+    thinking_entries,
+    tool_input,
+)
 from .signing import Signer, ThinkingState, seal
 
 __all__ = ["from_chat", "message_usage", "usage_object"]
@@ -36,11 +45,9 @@ def from_chat(
 ) -> Body:
     """The Anthropic Message for a chat completion; ``model`` is the name the client asked for
     (the thinking signature binds it); ``input_tokens`` is used only when the pivot has no usage."""
-    choices = chat.get("choices")
-    choice = next((c for c in choices if isinstance(c, Mapping) and c.get("index", 0) == 0), None) \
-        if isinstance(choices, list) else None
-    choice = choice or {}
-    message = choice.get("message") if isinstance(choice.get("message"), Mapping) else {}
+    choices: list[Any] = chat["choices"] if isinstance(chat.get("choices"), list) else []
+    choice: Mapping[str, Any] = next((mapping_of(c) for c in choices if mapping_of(c).get("index", 0) == 0), {})
+    message = mapping_of(choice.get("message"))
     calls = [c for c in message.get("tool_calls") or () if isinstance(c, Mapping)]
     content: list[Body] = []
     reasoning = reasoning_of(message)
@@ -52,12 +59,12 @@ def from_chat(
     if reasoning or state:
         signature = seal(signer, model=model, thinking=reasoning, state=state)
         content.append({"type": "thinking", "thinking": reasoning, "signature": signature})
-    refusal = message.get("refusal") if isinstance(message.get("refusal"), str) else ""
+    refusal = message["refusal"] if isinstance(message.get("refusal"), str) else ""
     text = text_of(message.get("content")) + refusal
     if text:
         content.append({"type": "text", "text": text, "citations": None})
     for call in calls:
-        function = call.get("function") if isinstance(call.get("function"), Mapping) else {}
+        function = mapping_of(call.get("function"))
         content.append({"type": "tool_use", "id": tool_id(call.get("id")), "name": str(function.get("name") or ""),
                         "input": tool_input(function.get("arguments")), "caller": {"type": "direct"}})
     reason, sequence = stop_reason(choice.get("finish_reason"), choice.get("stop_reason"), stop_sequences,

@@ -119,7 +119,7 @@ def _effort(body: Mapping[str, Any]) -> str | None:
     kind = thinking.get("type") if isinstance(thinking, Mapping) else None
     if kind == "disabled":
         return None
-    if kind == "enabled":
+    if kind == "enabled" and isinstance(thinking, Mapping):
         return budget_effort(thinking["budget_tokens"])
     return _EFFORTS[effort] if effort is not None else None
 

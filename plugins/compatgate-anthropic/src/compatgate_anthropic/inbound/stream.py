@@ -32,7 +32,15 @@ from compatgate.usage import estimate_tokens
 from .errors import error_event
 from .ids import message_id as new_message_id
 from .ids import tool_id
-from .pivot import anthropic_usage, google_signature, reasoning_of, stop_reason, text_of, thinking_entries
+from .pivot import (
+    anthropic_usage,
+    google_signature,
+    mapping_of,
+    reasoning_of,
+    stop_reason,
+    text_of,
+    thinking_entries,
+)
 from .reply import usage_object
 from .signing import Signer, ThinkingState, seal
 
@@ -104,7 +112,7 @@ class MessageStream:
         self._started = True
         counts = {"input_tokens": self.input_tokens, "cache_creation_input_tokens": 0,
                   "cache_read_input_tokens": 0, "output_tokens": 1}
-        message = {"id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
+        message: Body = {"id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
                    "stop_reason": None, "stop_sequence": None, "stop_details": None, "container": None,
                    "usage": usage_object(counts)}
         return _event({"type": "message_start", "message": message})
@@ -159,8 +167,7 @@ class MessageStream:
     # -- one choice's delta ----------------------------------------------------------------
 
     def _choice(self, choice: Mapping[str, Any], out: list[bytes]) -> None:
-        delta = choice.get("delta")
-        delta = delta if isinstance(delta, Mapping) else {}
+        delta = mapping_of(choice.get("delta"))
         reasoning = reasoning_of(delta)
         if reasoning:
             self.generated += len(reasoning)
@@ -191,7 +198,7 @@ class MessageStream:
         if not isinstance(number, int) or isinstance(number, bool):  # some upstreams leave it out
             fresh = isinstance(call.get("id"), str) and all(t.id != call["id"] for t in self._tools.values())
             number = len(self._tools) if fresh or self._last_tool is None else self._last_tool
-        function = call.get("function") if isinstance(call.get("function"), Mapping) else {}
+        function = mapping_of(call.get("function"))
         tool = self._tools.get(number)
         if tool is None:
             tool = self._tools[number] = _Tool(None, None)
