@@ -130,6 +130,16 @@ def test_what_goes_upstream(native):
     assert "sk-client-SECRET" not in str(received.headers)
 
 
+def test_anthropic_rate_limit_headers_are_kept_as_they_are(native):
+    fake, gateway = native
+    limits = {"anthropic-ratelimit-unified-status": "allowed", "anthropic-ratelimit-tokens-remaining": "9000"}
+    fake.handler = fake.json_reply({"id": "msg_1", "type": "message"}, headers=limits)
+    ctx = context(gateway)
+    call(gateway, "messages", BODY, ctx)
+    assert {k: v for k, v in ctx.response_headers.items() if k.startswith("anthropic-")} == limits
+    assert not any(k.startswith("x-ratelimit") for k in ctx.response_headers)
+
+
 def test_the_provider_version_when_the_client_sends_none(native):
     fake, gateway = native
     fake.handler = fake.json_reply({"input_tokens": 12})

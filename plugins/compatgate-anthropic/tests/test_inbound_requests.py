@@ -271,6 +271,15 @@ def test_structured_output_and_other_fields():
         "response_format"]["json_schema"]["schema"] == schema
 
 
+def test_a_system_message_between_tool_calls_and_results_follows_the_results():
+    body = request({"role": "user", "content": "Run it."},
+                   {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "run", "input": {}}]},
+                   {"role": "system", "content": "Reminder: be careful."},
+                   {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "done"},
+                                                {"type": "text", "text": "Next?"}]})
+    assert [m["role"] for m in chat(body)["messages"]] == ["user", "assistant", "tool", "system", "user"]
+
+
 def test_a_final_assistant_message_is_kept_as_prefill():
     converted = chat(request({"role": "user", "content": "Count"}, {"role": "assistant", "content": "1, 2,"}))
     assert converted["messages"][-1] == {"role": "assistant", "content": "1, 2,"}

@@ -88,9 +88,16 @@ class AnthropicProvider(HTTPProvider):
         return map_upstream_error(super().error_for(status, content))
 
     def received(self, ctx: RequestContext, response: httpx2.Response) -> None:
-        """Keep the upstream's rate-limit headers, in OpenAI terms, for the client's response
-        (errors included)."""
-        ctx.response_headers.update(rate_limit_headers(response.headers))
+        """Keep the upstream's rate-limit headers for the client's response (errors included):
+        in OpenAI terms for chat completions, as they are (``anthropic-ratelimit-*``) for a
+        native Anthropic request, whose clients read them (Claude Code shows its limits)."""
+        if ctx.state.get(_STATE):
+            ctx.response_headers.update(
+                (name, value) for name, value in response.headers.items()
+                if name.lower().startswith("anthropic-ratelimit-")
+            )
+        else:
+            ctx.response_headers.update(rate_limit_headers(response.headers))
 
     async def chat_completions(self, ctx: RequestContext, body: Body) -> Reply | ChunkStream:
         settings = self.settings_for(ctx.route.model if ctx.route else None)

@@ -1,7 +1,9 @@
 """Anthropic ``system`` and ``messages`` -> chat completions ``messages`` (the pivot).
 
 - ``system`` (a string or text blocks) becomes the first system message; ``role: "system"``
-  messages inside ``messages`` (as Claude Code sends them) stay system messages where they are.
+  messages inside ``messages`` (as Claude Code sends them) stay system messages where they are
+  (one between tool calls and their results follows the results: chat requires the ``tool``
+  messages right after the calls).
 - Consecutive messages of one role are merged first, as Anthropic does.
 - A user turn's ``tool_result`` blocks become ``tool`` messages (before its other content, as
   chat requires them right after the assistant's ``tool_calls``): text content joined by
@@ -53,18 +55,27 @@ def system_message(system: Any) -> Body | None:
 
 def convert_messages(messages: list[Any], signer: Signer, model: str, notes: Notes) -> list[Body]:
     converted: list[Body] = []
+    waiting: list[Body] = []  # system messages between tool calls and their results
     for index, role, blocks in _turns(messages):
         if role == "system":
             message = system_message(blocks)
-            if message is not None:
+            if message is None:
+                continue
+            if waiting or converted and converted[-1].get("tool_calls"):
+                waiting.append(message)  # chat needs the tool messages right after the calls
+            else:
                 converted.append(message)
         elif role == "user":
-            converted.extend(_user(blocks, index, notes))
+            tools, rest = _user(blocks, index, notes)
+            converted += [*tools, *waiting, *rest]
+            waiting = []
         else:
+            converted += waiting
+            waiting = []
             message = _assistant(blocks, index, signer, model, notes)
             if message is not None:
                 converted.append(message)
-    return converted
+    return converted + waiting
 
 
 def _turns(messages: list[Any]) -> list[tuple[int, str, Any]]:
@@ -90,7 +101,8 @@ def _turns(messages: list[Any]) -> list[tuple[int, str, Any]]:
 # -- user turns -------------------------------------------------------------------------------
 
 
-def _user(blocks: list[tuple[str, Mapping[str, Any]]], index: int, notes: Notes) -> list[Body]:
+def _user(blocks: list[tuple[str, Mapping[str, Any]]], index: int, notes: Notes) -> tuple[list[Body], list[Body]]:
+    """The tool messages of a user turn, and its user message (if any)."""
     tools: list[Body] = []
     parts: list[Body] = []  # the images of tool results first, then the user's own content
     own: list[Body] = []
@@ -106,12 +118,11 @@ def _user(blocks: list[tuple[str, Mapping[str, Any]]], index: int, notes: Notes)
             notes.ignored.append(f"{path} ({kind})")
         else:
             own.extend(_part(block, path))
-    out = list(tools)
-    if parts or own:
-        from_string = len(blocks) == 1 and blocks[0][0].endswith(".content")  # the client sent a string
-        content: Any = own[0]["text"] if from_string and not parts else parts + own
-        out.append({"role": "user", "content": content})
-    return out
+    if not (parts or own):
+        return tools, []
+    from_string = len(blocks) == 1 and blocks[0][0].endswith(".content")  # the client sent a string
+    content: Any = own[0]["text"] if from_string and not parts else parts + own
+    return tools, [{"role": "user", "content": content}]
 
 
 def _tool_result(block: Mapping[str, Any], path: str, notes: Notes) -> tuple[Body, list[Body]]:
