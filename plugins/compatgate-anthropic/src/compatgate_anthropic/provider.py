@@ -1,5 +1,8 @@
 """The ``type = "anthropic"`` provider: OpenAI chat completions served by Anthropic's Messages
-API (``POST {base_url}/v1/messages`` with ``x-api-key`` and ``anthropic-version``)."""
+API (``POST {base_url}/v1/messages`` with ``x-api-key`` and ``anthropic-version``), and the
+Anthropic Messages API relayed natively (`AnthropicProvider.messages`,
+`AnthropicProvider.count_tokens`): the client's body, ``anthropic-version`` and
+``anthropic-beta`` go upstream as they are, with the provider's key."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from compatgate import (
 )
 
 from .errors import map_upstream_error, rate_limit_headers
+from .native import MEDIA_TYPE, NativeReply, relay
 from .request import build_request
 from .response import openai_response
 from .settings import MODEL_OPTIONS, PROVIDER_OPTIONS, Settings
@@ -30,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["AnthropicProvider"]
 
 Body = dict[str, Any]
+
+_STATE = "anthropic"  # ctx.state key: the headers of a native request
 
 
 class AnthropicProvider(HTTPProvider):
@@ -72,6 +78,9 @@ class AnthropicProvider(HTTPProvider):
         }
         if self.config.api_key:
             headers["x-api-key"] = self.config.api_key
+        native = ctx.state.get(_STATE)
+        if native:
+            headers.update(native)
         return headers
 
     def error_for(self, status: int, content: bytes) -> UpstreamError:
@@ -79,9 +88,16 @@ class AnthropicProvider(HTTPProvider):
         return map_upstream_error(super().error_for(status, content))
 
     def received(self, ctx: RequestContext, response: httpx2.Response) -> None:
-        """Keep the upstream's rate-limit headers, in OpenAI terms, for the client's response
-        (errors included)."""
-        ctx.response_headers.update(rate_limit_headers(response.headers))
+        """Keep the upstream's rate-limit headers for the client's response (errors included):
+        in OpenAI terms for chat completions, as they are (``anthropic-ratelimit-*``) for a
+        native Anthropic request, whose clients read them (Claude Code shows its limits)."""
+        if ctx.state.get(_STATE):
+            ctx.response_headers.update(
+                (name, value) for name, value in response.headers.items()
+                if name.lower().startswith("anthropic-ratelimit-")
+            )
+        else:
+            ctx.response_headers.update(rate_limit_headers(response.headers))
 
     async def chat_completions(self, ctx: RequestContext, body: Body) -> Reply | ChunkStream:
         settings = self.settings_for(ctx.route.model if ctx.route else None)
@@ -93,3 +109,42 @@ class AnthropicProvider(HTTPProvider):
         batches = self.event_batches(cast(httpx2.Response, TerminatedResponse(response)))
         upstream = cast(AsyncGenerator[list[ServerSentEvent], None], batches)  # an async generator
         return openai_stream(upstream, conversion.json_tool, body["model"])
+
+    # -- the Anthropic Messages API, relayed ------------------------------------------------
+
+    async def messages(self, ctx: RequestContext, body: Body) -> Reply | NativeReply:
+        """``POST /v1/messages`` with the client's body (``model`` already the upstream's): the
+        upstream's JSON as a `Reply` (``raw``: its bytes), or for ``stream: true`` its event
+        stream relayed byte for byte as a `NativeReply` whose ``usage`` and ``generated`` follow
+        the events (see `native`). Upstream errors keep their status (`error_for`)."""
+        path = self._native(ctx, self.path)
+        if body.get("stream") is not True:
+            return await self.post_json(ctx, path, body)
+        response = await self.send(ctx, path, body, stream=True)
+        reply = NativeReply(_nothing(), MEDIA_TYPE)
+        reply.chunks = relay(response, reply, self.name)
+        return reply
+
+    async def count_tokens(self, ctx: RequestContext, body: Body) -> Reply:
+        """``POST /v1/messages/count_tokens`` with the client's body: Anthropic's own count."""
+        return await self.post_json(ctx, self._native(ctx, f"{self.path}/count_tokens"), body)
+
+    def _native(self, ctx: RequestContext, path: str) -> str:
+        """Prepare the headers of a native call (see `headers`); the path, with ``?beta=true``
+        when the client used it."""
+        request = ctx.request.headers
+        native = {"anthropic-version": request.get("anthropic-version") or self.settings.anthropic_version}
+        betas = [*_betas([self._base_headers.get("anthropic-beta", "")]), *_betas(request.getlist("anthropic-beta"))]
+        if betas:
+            native["anthropic-beta"] = ",".join(dict.fromkeys(betas))
+        ctx.state[_STATE] = native
+        return f"{path}?beta=true" if ctx.request.query_params.get("beta") == "true" else path
+
+
+def _betas(values: list[str]) -> list[str]:
+    return [beta.strip() for value in values for beta in value.split(",") if beta.strip()]
+
+
+async def _nothing() -> AsyncGenerator[bytes, None]:
+    return
+    yield b""  # pragma: no cover - makes this an async generator
