@@ -102,6 +102,7 @@ class ConsoleApp:
             undefined=jinja2.StrictUndefined,
         )
         environment.filters.update(money=_money, num=_num, when=_when, ms=_ms, date=_date)
+        environment.globals["url_for"] = _path_for
         self.templates = Jinja2Templates(env=environment)
         app = Starlette(routes=routes())
         app.state.console = self
@@ -150,6 +151,13 @@ class ConsoleApp:
         response = self.templates.TemplateResponse(request, template, context, status_code=status,
                                                    headers=headers)
         return response  # type: ignore[return-value]
+
+
+@jinja2.pass_context
+def _path_for(context: dict[str, Any], name: str, /, **params: Any) -> str:
+    """The path (not the absolute URL) of a route: links stay on whatever origin and scheme
+    the browser used, behind a proxy too."""
+    return context["request"].url_for(name, **params).path  # type: ignore[no-any-return]
 
 
 def _money(micro: int | None) -> str:

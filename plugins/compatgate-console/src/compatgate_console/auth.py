@@ -97,7 +97,7 @@ def guard(role: Role, *, data: bool = False) -> Callable[[Endpoint], Endpoint]:
             if session is None:
                 if data or request.method != "GET":
                     return _refuse(request, 401, "Sign in first.", True)
-                return RedirectResponse(request.url_for("signin"), status_code=303)
+                return RedirectResponse(request.url_for("signin").path, status_code=303)
             if role == "operator" and not session.operator:
                 return _refuse(request, 403, "This page is for operators.", data)
             if request.method == "POST":

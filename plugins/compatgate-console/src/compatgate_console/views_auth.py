@@ -20,8 +20,8 @@ __all__ = ["home", "signin", "signin_form", "signout"]
 async def home(request: Request) -> Response:
     session = await current_session(request)
     if session is None:
-        return RedirectResponse(request.url_for("signin"), status_code=303)
-    return RedirectResponse(request.url_for("overview" if session.operator else "me"), status_code=303)
+        return RedirectResponse(request.url_for("signin").path, status_code=303)
+    return RedirectResponse(request.url_for("overview" if session.operator else "me").path, status_code=303)
 
 
 def _cookie_path(request: Request) -> str:
@@ -46,7 +46,7 @@ def _form(request: Request, message: str | None = None, status: int = 200,
 @guard("public")
 async def signin_form(request: Request) -> Response:
     if await current_session(request) is not None:
-        return RedirectResponse(request.url_for("home"), status_code=303)
+        return RedirectResponse(request.url_for("home").path, status_code=303)
     return _form(request)
 
 
@@ -71,7 +71,7 @@ async def signin(request: Request) -> Response:
         return _form(request, result, 401)
     role, key_id, fingerprint = result
     value, _ = console.sessions.issue(role, key_id, fingerprint)
-    response = RedirectResponse(request.url_for("overview" if role == "operator" else "me"),
+    response = RedirectResponse(request.url_for("overview" if role == "operator" else "me").path,
                                 status_code=303)
     response.set_cookie(COOKIE, value, max_age=console.sessions.max_age, path=_cookie_path(request),
                         secure=_secure(request), httponly=True, samesite="strict")
@@ -82,7 +82,7 @@ async def signin(request: Request) -> Response:
 
 @guard("any")
 async def signout(request: Request) -> Response:
-    response = RedirectResponse(request.url_for("signin"), status_code=303)
+    response = RedirectResponse(request.url_for("signin").path, status_code=303)
     response.delete_cookie(COOKIE, path=_cookie_path(request), secure=_secure(request),
                            httponly=True, samesite="strict")
     return response

@@ -184,4 +184,4 @@ async def key_action(request: Request) -> Response:
         if key is None:
             return console.render(request, "error.html", {"message": "No such key."}, status=404)
         return await _render_key(request, key, str(exc), 400)
-    return RedirectResponse(request.url_for("key", key_id=key_id), status_code=303)
+    return RedirectResponse(request.url_for("key", key_id=key_id).path, status_code=303)

@@ -75,10 +75,21 @@ async def _page(request: Request, key_id: str | None, template_nav: str) -> Resp
     return console.render(request, "log.html", {
         "rows": rows, "filters": values, "error": error, "statuses": STATUSES, "query": query,
         "next_cursor": rows[-1].cursor if more and rows else None, "prompts": _prompts(request),
-        "holder": key_id is not None, "models": sorted(console.gateway.models), "nav": template_nav,
+        "holder": key_id is not None, "models": await _models(request, key_id), "nav": template_nav,
         "csv_route": "my_log_csv" if key_id is not None else "log_csv",
         "page_route": "my_log" if key_id is not None else "log",
     }, status=400 if error else 200)
+
+
+async def _models(request: Request, key_id: str | None) -> list[str]:
+    """The model names offered in the filter: the configured ones, or those the key may use."""
+    console = console_of(request)
+    if key_id is None:
+        return sorted(console.gateway.models)
+    from .views_usage import allowed_models
+
+    key = await (await console.store()).get_key(key_id)
+    return sorted(await allowed_models(request, key)) if key is not None else []
 
 
 def _csv(request: Request, key_id: str | None) -> Response:
