@@ -147,7 +147,7 @@ class ConsoleApp:
         headers: dict[str, str] | None = None,
     ) -> HTMLResponse:
         session = getattr(request.state, "session", None)
-        context = {"session": session, "title": self.settings.title, **context}
+        context = {"session": session, "title": self.settings.title, "nav": None, **context}
         response = self.templates.TemplateResponse(request, template, context, status_code=status,
                                                    headers=headers)
         return response  # type: ignore[return-value]

@@ -98,6 +98,7 @@ def guard(role: Role, *, data: bool = False) -> Callable[[Endpoint], Endpoint]:
                 if data or request.method != "GET":
                     return _refuse(request, 401, "Sign in first.", True)
                 return RedirectResponse(request.url_for("signin").path, status_code=303)
+            request.state.session = session  # (the refusal page shows the visitor's own menu)
             if role == "operator" and not session.operator:
                 return _refuse(request, 403, "This page is for operators.", data)
             if request.method == "POST":
@@ -105,7 +106,6 @@ def guard(role: Role, *, data: bool = False) -> Callable[[Endpoint], Endpoint]:
                 token = request.headers.get("x-csrf-token") or form.get("csrf")
                 if not same_token(token if isinstance(token, str) else None, session.csrf):
                     return _refuse(request, 403, "The form expired: reload the page and try again.", data)
-            request.state.session = session
             return await endpoint(request)
 
         guarded.role = role  # type: ignore[attr-defined]

@@ -1,6 +1,8 @@
 """Headers on every console response: a strict Content-Security-Policy (no inline script or
-style, nothing from another origin), no framing, no sniffing, no referrer; pages and data are
-never cached (they show balances and usage; one shows a new key once)."""
+style, nothing from another origin), no framing, no sniffing, no referrer to other sites; pages and data are
+never cached (they show balances and usage; one shows a new key once). The referrer
+policy is ``same-origin``: with ``no-referrer`` browsers send ``Origin: null`` on form posts,
+which the CSRF check refuses."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ _HEADERS = {
     "content-security-policy": CSP,
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",
     "cross-origin-opener-policy": "same-origin",
     "cross-origin-resource-policy": "same-origin",
 }
