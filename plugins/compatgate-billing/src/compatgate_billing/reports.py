@@ -176,6 +176,13 @@ class LedgerReports:
         if bucket_ms <= 0 or until_ms <= since_ms:
             raise ValueError("a series needs a positive bucket and a non-empty range")
         group = DIMENSIONS[by] if by else "''"
+        # SQLite walks the time index row by row, a random read each: over a week or more of
+        # the whole ledger, one sequential scan is several times faster (measured: 1.4 s
+        # instead of 7 s for 1,000,000 rows). ``+created_ms`` keeps the index out of it.
+        # PostgreSQL's planner chooses by itself.
+        column = "created_ms"
+        if key_id is None and self.store.db.dialect == "sqlite" and until_ms - since_ms >= 7 * 86_400_000:
+            column = "+created_ms"
         args: list[Any] = [since_ms, until_ms, bucket_ms]
         key = ""
         if key_id is not None:
@@ -186,7 +193,7 @@ class LedgerReports:
             "SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END), "
             "SUM(CASE WHEN status = 'aborted' THEN 1 ELSE 0 END), "
             "SUM(prompt_tokens + completion_tokens), SUM(cost_micro), SUM(charged_micro), "
-            f"SUM(latency_ms) FROM billing_usage WHERE created_ms >= $1 AND created_ms < $2 {key} "
+            f"SUM(latency_ms) FROM billing_usage WHERE {column} >= $1 AND {column} < $2 {key} "
             "GROUP BY 1, 2",
             *args,
         )

@@ -103,13 +103,18 @@ class ConsoleApp:
         )
         environment.filters.update(money=_money, num=_num, when=_when, ms=_ms, date=_date)
         environment.globals["url_for"] = _path_for
+        environment.globals["table_rows"] = _table_rows
         self.templates = Jinja2Templates(env=environment)
         app = Starlette(routes=routes())
         app.state.console = self
+        self._router = app.router
         self.app = SecurityHeaders(app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
+        # url_for resolves against scope["router"]: a host app's router does not know ours
+        # and links are made from app_root_path, which a host's Mount leaves at the host's root
+        root = scope.get("root_path", "")
+        await self.app({**scope, "router": self._router, "app_root_path": root}, receive, send)
 
     @property
     def billing(self) -> Billing:
@@ -158,6 +163,12 @@ def _path_for(context: dict[str, Any], name: str, /, **params: Any) -> str:
     """The path (not the absolute URL) of a route: links stay on whatever origin and scheme
     the browser used, behind a proxy too."""
     return context["request"].url_for(name, **params).path  # type: ignore[no-any-return]
+
+
+def _table_rows(chart: dict[str, Any]) -> list[tuple[int, list[float]]]:
+    """The rows of a chart's table: each time bucket that has a value, with each series' value."""
+    columns = [series["values"] for series in chart["series"]]
+    return [(t, values) for t, *values in zip(chart["t"], *columns, strict=True) if any(values)]
 
 
 def _money(micro: int | None) -> str:
