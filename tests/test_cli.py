@@ -230,3 +230,37 @@ def test_serve_with_a_bad_config_fails_at_once(tmp_path: Path, workers: str):
     result = compatgate("serve", "--config", str(config), "--port", str(free_port()), "--workers", workers)
     assert result.returncode == 2 and "gateway.max_request_bytes" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_standalone_mounts_the_apps_of_register_apps():
+    from starlette.responses import PlainTextResponse
+
+    from compatgate import hookimpl
+    from compatgate.cli import Standalone
+    from compatgate.exceptions import ConfigError
+    from compatgate.gateway import Gateway
+
+    async def extra(scope, receive, send):
+        text = f"{scope['root_path']} {scope['path']}"
+        await PlainTextResponse(text)(scope, receive, send)
+
+    class Extra:
+        @hookimpl
+        def register_apps(self, gateway, register):
+            assert isinstance(gateway, Gateway)
+            register("/extra", extra)
+
+    config = {"gateway": {"api_keys": ["sk-x"], "load_entrypoints": False}}
+    with serve(Standalone(Gateway(config, plugins=[Extra()]))) as url:
+        assert httpx2.get(f"{url}/extra/page").text == "/extra /extra/page"
+        assert httpx2.get(f"{url}/extra").text == "/extra /extra"
+        assert httpx2.get(f"{url}/extras").status_code == 404
+        assert httpx2.get(f"{url}/health").status_code == 200
+
+    class Taken:
+        @hookimpl
+        def register_apps(self, register):
+            register("/v1", extra)
+
+    with pytest.raises(ConfigError, match="'/v1'"):
+        Standalone(Gateway(config, plugins=[Taken()]))

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .local import not_found
 from .exceptions import ConfigError
@@ -29,7 +29,8 @@ _HEALTH = b'{"status":"ok"}'
 
 
 class Standalone:
-    """The app ``compatgate serve`` runs: the gateway under ``/v1`` and ``GET /health``.
+    """The app ``compatgate serve`` runs: the gateway under ``/v1``, ``GET /health``, and the
+    apps plugins mount through the `register_apps` hook (e.g. ``/console``).
 
     It is what ``Starlette(routes=[Mount("/v1", gateway), ...])`` would be, without a
     framework's middleware stack in front of every request (measurably cheaper).
@@ -37,6 +38,14 @@ class Standalone:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self.apps: dict[str, ASGIApp] = {}
+        gateway.pm.hook.register_apps(gateway=gateway, register=self._register)
+
+    def _register(self, prefix: str, app: ASGIApp) -> None:
+        if not prefix.startswith("/") or prefix.endswith("/") or prefix in ("/v1", "/health") \
+                or prefix in self.apps:
+            raise ConfigError(f"register_apps: {prefix!r} is not a free absolute path prefix")
+        self.apps[prefix] = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -50,6 +59,10 @@ class Standalone:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": _HEALTH})
         else:
+            for prefix, app in self.apps.items():
+                if path == prefix or path.startswith(prefix + "/"):
+                    await app({**scope, "root_path": scope.get("root_path", "") + prefix}, receive, send)
+                    return
             await not_found(scope, receive, send)
 
 

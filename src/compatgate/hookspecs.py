@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from starlette.requests import Request
     from starlette.routing import BaseRoute
+    from starlette.types import ASGIApp
 
     from .context import Principal, RequestContext, Route
     from .gateway import Gateway
@@ -94,6 +95,18 @@ def register_routes(gateway: Gateway, register: Callable[[BaseRoute], None]) -> 
 
     Paths are relative to where the gateway is mounted. Synchronous; every implementation is
     called, at construction. Plugin routes are matched before the built-in ones.
+    """
+
+
+@hookspec
+def register_apps(gateway: Gateway, register: Callable[[str, ASGIApp], None]) -> None:
+    """Mount ASGI apps beside the API when ``compatgate serve`` runs the gateway
+    (``register("/console", app)``); synchronous; every implementation is called once at
+    construction.
+
+    The prefix is an absolute path (``"/console"``) other than ``/v1`` and ``/health``; the app
+    gets the requests under it with the prefix in ``root_path``, as a Starlette ``Mount`` would
+    give them. In a host app these apps are not mounted: the host mounts them itself.
     """
 
 

@@ -114,20 +114,27 @@ def test_memory_circuit_states():
         key = "p/m"
         for _ in range(2):
             await health.failure(key)
+        assert await health.state(key) == ("closed", 0.0, 2)
         now[0] += 11  # the window slid past them
+        assert await health.state(key) == ("closed", 0.0, 0)
         await health.failure(key)
         assert (await health.admit(key)).allowed
         await health.failure(key)
         await health.failure(key)
         refused = await health.admit(key)
         assert not refused.allowed and refused.wait == pytest.approx(5)
+        state = await health.state(key)
+        assert state.state == "open" and state.retry_in == pytest.approx(5)
         now[0] += 5
+        assert (await health.state(key)).state == "half-open"
         probe = await health.admit(key)
         assert probe.allowed and probe.probe
         assert not (await health.admit(key)).allowed  # one probe at a time
         await health.success(key)
         assert await health.admit(key) == (True, False, 0.0)
         assert health.circuits == {}
+        assert await health.state(key) == ("closed", 0.0, 0)
+        assert await health.state("never/used") == ("closed", 0.0, 0)
 
     asyncio.run(scenario())
 
@@ -163,12 +170,17 @@ def test_redis_health_one_probe_between_replicas(redis_url: str, key_prefix: str
         two = RedisHealth(redis_url, policy, key_prefix=key_prefix, timeout=1.0)
         await one.start(), await two.start()
         try:
+            assert await one.state("p/m") == ("closed", 0.0, 0)
             await one.failure("p/m")
+            assert await two.state("p/m") == ("closed", 0.0, 1)
             assert (await two.admit("p/m")).allowed
             await two.failure("p/m")
             refused = await one.admit("p/m")
             assert not refused.allowed and 0 < refused.wait <= 0.3
+            state = await two.state("p/m")
+            assert state.state == "open" and 0 < state.retry_in <= 0.3
             await asyncio.sleep(0.35)
+            assert (await one.state("p/m")).state == "half-open"
             assert await one.admit("p/m") == (True, True, 0.0)
             assert not (await two.admit("p/m")).allowed  # the probe is running elsewhere
             await two.failure("p/m")  # the probe failed: open again

@@ -28,7 +28,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from compatgate import (
@@ -46,6 +46,7 @@ from compatgate.usage import estimate_prompt_tokens
 from .keys import KeyPrincipal, parse_key, verify
 from .manage import KeyManager
 from .pricing import format_micro, request_output_limit
+from .prompts import prompt_text
 from .settings import BillingSettings, parse_settings
 from .store import LedgerEntry, Store, now_ms, store_for
 from .writer import LedgerWriter
@@ -249,6 +250,8 @@ class Billing:
         if self.settings is None or not isinstance(ctx.principal, KeyPrincipal):
             return
         entry = self._entry(self._pending(ctx), ctx.principal.key_id, record)
+        if self.gateway.config.gateway.log_prompts:  # the request log may show the prompt
+            entry = replace(entry, prompt=prompt_text(ctx.body))
         if self.writer is not None and self.writer.running:
             await self.writer.submit(entry)
         elif self.store is not None:  # shutting down: write it now rather than lose it
@@ -292,6 +295,7 @@ class Billing:
             latency_ms=round(record.latency_ms),
             ttft_ms=round(ttft) if ttft is not None else None,
             error=record.error,
+            finish_reason=",".join(dict.fromkeys(record.finish_reasons))[:200] or None,
         )
 
     # -- operating it -------------------------------------------------------------------------

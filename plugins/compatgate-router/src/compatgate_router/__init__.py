@@ -11,7 +11,7 @@ README.
 
 from .failures import backoff, reason, retry_after
 from .fallback import ATTEMPTS_HEADER, PROVIDER_HEADER, FallbackProvider, PeekedStream
-from .health import ALLOWED, Admission, Health, MemoryHealth
+from .health import ALLOWED, Admission, CircuitState, Health, MemoryHealth
 from .plan import Plan, Planner, Stage, Target
 from .plugin import Router
 from .redis_health import RedisHealth
@@ -37,6 +37,7 @@ __all__ = [
     "REASONS",
     "STRATEGIES",
     "Admission",
+    "CircuitState",
     "CooldownPolicy",
     "Deployment",
     "FallbackProvider",

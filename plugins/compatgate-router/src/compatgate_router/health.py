@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from .settings import CooldownPolicy
 
-__all__ = ["ALLOWED", "Admission", "Health", "MemoryHealth"]
+__all__ = ["ALLOWED", "Admission", "CircuitState", "Health", "MemoryHealth"]
 
 _MAX_CIRCUITS = 4096  # closed circuits without recent failures are dropped beyond this
 
@@ -35,6 +35,19 @@ class Admission(NamedTuple):
 
 
 ALLOWED = Admission(True)
+
+
+class CircuitState(NamedTuple):
+    """What the cooldown says of a deployment now, for dashboards: ``state`` is ``closed``
+    (used), ``open`` (skipped for ``retry_in`` more seconds) or ``half-open`` (its next request
+    is a probe); ``failures`` are those counted in the current window."""
+
+    state: str = "closed"
+    retry_in: float = 0.0
+    failures: int = 0
+
+
+CLOSED = CircuitState()
 
 
 class Health:
@@ -54,6 +67,10 @@ class Health:
 
     async def success(self, key: str) -> None:
         """``key`` answered its probe (called for probes only)."""
+
+    async def state(self, key: str) -> CircuitState:
+        """The circuit of ``key`` now (read only; nothing changes)."""
+        return CLOSED
 
 
 @dataclass
@@ -108,6 +125,18 @@ class MemoryHealth(Health):
         circuit = self.circuits.get(key)
         if circuit is not None and circuit.open_until and self.clock() >= circuit.open_until:
             del self.circuits[key]
+
+    async def state(self, key: str) -> CircuitState:
+        circuit = self.circuits.get(key)
+        if circuit is None:
+            return CLOSED
+        now = self.clock()
+        failures = sum(1 for t in circuit.failures if t > now - self.policy.window)
+        if not circuit.open_until:
+            return CircuitState("closed", 0.0, failures)
+        if now < circuit.open_until:
+            return CircuitState("open", circuit.open_until - now, failures)
+        return CircuitState("half-open", 0.0, failures)
 
     def _prune(self, now: float) -> None:
         window = self.policy.window

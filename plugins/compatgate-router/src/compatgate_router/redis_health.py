@@ -22,7 +22,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from .health import ALLOWED, Admission, Health
+from .health import ALLOWED, CLOSED, Admission, CircuitState, Health
 from .settings import CooldownPolicy
 
 __all__ = ["RedisHealth"]
@@ -79,6 +79,15 @@ end
 return 0
 """
 
+# ARGV: window ms -> {open in ms from now (0: closed, -1: half-open), failures in the window}
+STATE = _NOW + """
+local open = tonumber(redis.call('HGET', KEYS[1], 'open') or '0')
+local failures = redis.call('ZCOUNT', KEYS[2], '(' .. (now - tonumber(ARGV[1])), '+inf')
+if open == 0 then return {0, failures} end
+if now < open then return {open - now, failures} end
+return {-1, failures}
+"""
+
 
 class RedisHealth(Health):
     """Circuits in Redis at ``url``; ``timeout`` bounds each connection attempt and reply."""
@@ -107,6 +116,7 @@ class RedisHealth(Health):
             "admit": self.client.register_script(ADMIT),
             "failure": self.client.register_script(FAILURE),
             "success": self.client.register_script(SUCCESS),
+            "state": self.client.register_script(STATE),
         }
 
     async def close(self) -> None:
@@ -136,6 +146,17 @@ class RedisHealth(Health):
 
     async def success(self, key: str) -> None:
         await self._run("success", key, [])
+
+    async def state(self, key: str) -> CircuitState:
+        reply = await self._run("state", key, [int(self.policy.window * 1000)])
+        if reply is None:
+            return CLOSED
+        open_ms, failures = (int(value) for value in reply)
+        if open_ms == 0:
+            return CircuitState("closed", 0.0, failures)
+        if open_ms < 0:
+            return CircuitState("half-open", 0.0, failures)
+        return CircuitState("open", open_ms / 1000.0, failures)
 
     async def _run(self, script: str, key: str, args: list[Any]) -> Any:
         if self.client is None:

@@ -153,6 +153,8 @@ class LedgerEntry:
     latency_ms: int
     ttft_ms: int | None
     error: str | None
+    finish_reason: str | None = None  # the answer's finish reasons, comma-separated
+    prompt: str | None = None  # the request's messages/prompt/input (JSON), when log_prompts
 
     def values(self) -> tuple[Any, ...]:
         return (
@@ -177,10 +179,12 @@ class LedgerEntry:
             self.latency_ms,
             self.ttft_ms,
             self.error,
+            self.finish_reason,
+            self.prompt,
         )
 
     COLUMNS = (
         "id, request_id, created_ms, key_id, endpoint, model, provider, upstream_model, status, "
         "status_code, streamed, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, "
-        "reasoning_tokens, estimated, cost_micro, latency_ms, ttft_ms, error"
+        "reasoning_tokens, estimated, cost_micro, latency_ms, ttft_ms, error, finish_reason, prompt"
     )

@@ -115,6 +115,16 @@ _POSTGRES_TRIGGERS = [
 ]
 
 
+# Version 2: what the request log shows (the finish reason; the prompt, only when the gateway's
+# ``log_prompts`` is on) and the indexes of its filters (by model, by outcome, newest first).
+_VERSION_2 = """
+ALTER TABLE billing_usage ADD COLUMN finish_reason TEXT;
+ALTER TABLE billing_usage ADD COLUMN prompt TEXT;
+CREATE INDEX billing_usage_model_time ON billing_usage (model, created_ms);
+CREATE INDEX billing_usage_status_time ON billing_usage (status, created_ms)
+"""
+
+
 def _statements(script: str) -> list[str]:
     return [statement.strip() for statement in script.split(";") if statement.strip()]
 
@@ -125,7 +135,7 @@ def migrations(dialect: Literal["sqlite", "postgresql"]) -> list[list[str]]:
         version_1 = _statements(_TABLES.format(serial="INTEGER")) + _SQLITE_TRIGGERS
     else:
         version_1 = _statements(_TABLES.format(serial="BIGSERIAL")) + _POSTGRES_TRIGGERS
-    return [version_1]
+    return [version_1, _statements(_VERSION_2)]
 
 
 SCHEMA_VERSION = len(migrations("sqlite"))
