@@ -26,6 +26,7 @@ from .metering import AudioMeter, ImageMeter, Meter, SpeechMeter, TokenMeter, Un
 from .operations import OPENAI, Conversion, Dialect, Encoder, Operation, form_reader, json_reader
 from .provider import HTTPProvider, Provider, decode_event, segment
 from .replies import Answer, Chunk, ChunkStream, RawReply, Reply, Result
+from .signing import Signer
 from .sse import SSEDecoder, ServerSentEvent, encode_event
 from .timeouts import call_provider
 from .usage import Attempt, Usage, UsageRecord
@@ -72,6 +73,7 @@ __all__ = [
     "Route",
     "SSEDecoder",
     "ServerSentEvent",
+    "Signer",
     "SpeechMeter",
     "TokenMeter",
     "Units",

@@ -30,6 +30,7 @@ from .local import ModelsEndpoint, not_found
 from .operations import OPENAI, Dialect, Operation
 from .provider import HTTPProvider, Provider
 from .realtime import RealtimeEndpoint
+from .signing import Signer
 
 __all__ = ["Gateway"]
 
@@ -69,7 +70,9 @@ class Gateway:
                 raise ConfigError(f"{self.config.source}: {exc}") from None
             self.models[model.name] = model
         self.operations: dict[str, Operation] = self._operations()
-        self.scrubber = Scrubber(self._secrets())
+        credentials = self._secrets()
+        self.scrubber = Scrubber(credentials)
+        self.signer = Signer.for_gateway(self.config.gateway.secret, credentials)
         routes = self._routes()
         self.router = Router(routes=routes, default=not_found)
         # The operations with a plain path, for a dispatch that skips route matching on the hot
