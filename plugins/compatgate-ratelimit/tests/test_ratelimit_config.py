@@ -169,24 +169,30 @@ def test_key_limits_are_layered():
 
 
 class _Ctx:
-    def __init__(self, endpoint: str, body: dict[str, Any]) -> None:
-        self.endpoint, self.body = endpoint, body
+    """What `estimate_cost` reads of a request context: the units the gateway measured on the
+    body as sent upstream (with the operation's meter), and that body."""
+
+    def __init__(self, meter: Any, body: dict[str, Any], model_max: int | None = None) -> None:
+        self.sent, self.body = body, body
+        self.units = meter.measure(body, model_max)
 
 
 def test_token_estimate():
+    from compatgate.operations import CHAT_METER, OPENAI_OPERATIONS
+
+    meters = {operation.name: operation.meter for operation in OPENAI_OPERATIONS}
     messages = [{"role": "user", "content": "x" * 400}]  # 100 tokens + 4 of framing
-    assert estimate_cost(_Ctx("chat.completions", {"messages": messages}), 1000) == 104 + 1000  # type: ignore[arg-type]
-    assert (
-        estimate_cost(_Ctx("chat.completions", {"messages": messages, "max_tokens": 50}), 1000)
-        == 154
-    )  # type: ignore[arg-type]
+    assert estimate_cost(_Ctx(CHAT_METER, {"messages": messages}), 1000) == 104 + 1000  # type: ignore[arg-type]
+    assert estimate_cost(_Ctx(CHAT_METER, {"messages": messages}, 300), 1000) == 104 + 300  # type: ignore[arg-type]
+    assert estimate_cost(_Ctx(CHAT_METER, {"messages": messages, "max_tokens": 50}), 1000) == 154  # type: ignore[arg-type]
+    # Both caps sent: an upstream honours one of them, so the larger one is the worst case.
     body = {"messages": messages, "max_tokens": 50, "max_completion_tokens": 20, "n": 3}
-    assert estimate_cost(_Ctx("chat.completions", body), 1000) == 104 + 60  # type: ignore[arg-type]
-    assert (
-        estimate_cost(_Ctx("chat.completions", {"messages": messages, "max_tokens": 0}), 9) == 113
-    )  # type: ignore[arg-type]
-    assert estimate_cost(_Ctx("completions", {"prompt": "y" * 40, "max_tokens": 5}), 9) == 15  # type: ignore[arg-type]
-    assert estimate_cost(_Ctx("embeddings", {"input": "z" * 80, "max_tokens": 5}), 9) == 20  # type: ignore[arg-type]
+    assert estimate_cost(_Ctx(CHAT_METER, body), 1000) == 104 + 150  # type: ignore[arg-type]
+    assert estimate_cost(_Ctx(CHAT_METER, {"messages": messages, "n": 2}), 9) == 104 + 18  # type: ignore[arg-type]
+    completions = meters["completions"]
+    assert estimate_cost(_Ctx(completions, {"prompt": "y" * 40, "max_tokens": 5}), 9) == 15  # type: ignore[arg-type]
+    assert estimate_cost(_Ctx(completions, {"prompt": "y" * 40, "max_tokens": 5, "best_of": 3}), 9) == 25  # type: ignore[arg-type]
+    assert estimate_cost(_Ctx(meters["embeddings"], {"input": "z" * 80, "max_tokens": 5}), 9) == 20  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

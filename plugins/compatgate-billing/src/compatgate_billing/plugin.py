@@ -37,6 +37,7 @@ from compatgate import (
     PermissionDeniedError,
     Principal,
     RequestContext,
+    Units,
     UsageRecord,
     hookimpl,
     withdraw_hooks,
@@ -45,7 +46,7 @@ from compatgate.usage import estimate_prompt_tokens
 
 from .keys import KeyPrincipal, parse_key, verify
 from .manage import KeyManager
-from .pricing import format_micro, request_output_limit
+from .pricing import format_micro
 from .prompts import prompt_text
 from .settings import BillingSettings, parse_settings
 from .store import LedgerEntry, Store, now_ms, store_for
@@ -201,9 +202,10 @@ class Billing:
 
     @hookimpl
     async def admit_request(self, ctx: RequestContext) -> None:
-        """Reserve the worst case: the prompt estimate (`estimate_prompt_tokens`) at the dearest
-        input rate plus the output limit (``max_completion_tokens``/``max_tokens``, else the
-        model's ``max_tokens``, times ``n``) at the output rate; 429 when the key's free balance
+        """Reserve the worst case of what the gateway measured on the request as it goes
+        upstream (``ctx.units``): the prompt estimate at the dearest input rate, the output cap
+        it carries at the output rate (else the price's or the plugin's ``max_tokens`` for each
+        choice), its images, audio seconds and characters; 429 when the key's free balance
         cannot cover it."""
         principal = ctx.principal
         if self.settings is None or not isinstance(principal, KeyPrincipal):
@@ -220,10 +222,9 @@ class Billing:
             return
         if principal.unlimited:
             return
-        output = request_output_limit(
-            ctx.endpoint, ctx.body, price.max_tokens or self.settings.max_tokens
-        )
-        amount = price.worst_case(estimate_prompt_tokens(ctx.body), output)
+        units = ctx.units or Units(estimate_prompt_tokens(ctx.body), None)
+        choices = ctx.sent.get("n") if isinstance(ctx.sent.get("n"), int) else 1
+        amount = price.worst_case(units, (price.max_tokens or self.settings.max_tokens) * max(choices, 1))
         if amount <= 0:
             return
         if not await self._reserve(pending.id, principal.key_id, amount):
@@ -291,7 +292,7 @@ class Billing:
             cache_write_tokens=(usage.cache_write_tokens or 0) if usage else 0,
             reasoning_tokens=(usage.reasoning_tokens or 0) if usage else 0,
             estimated=bool(usage and usage.estimated),
-            cost_micro=price.cost(usage) if price is not None and usage is not None else 0,
+            cost_micro=price.cost(usage, record.units) if price is not None else 0,
             latency_ms=round(record.latency_ms),
             ttft_ms=round(ttft) if ttft is not None else None,
             error=record.error,
