@@ -13,7 +13,7 @@ event stream with upstream errors already mapped.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import httpx2
 import orjson
 
-from .config import ModelConfig, ProviderConfig
+from .config import MODEL_KEYS, PROVIDER_KEYS, ModelConfig, ProviderConfig
 from .exceptions import ConfigError, GatewayError, NotFoundError, UpstreamError, UpstreamStreamError
+from .hints import did_you_mean
 from .http import create_client, create_transport, default_headers, request_errors, stream_errors, timeout, upstream_error
 from .sse import SSEDecoder, ServerSentEvent, SSEError
 from .usage import Attempt, Usage
@@ -91,7 +92,7 @@ class Provider:
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
         self.name = config.name
-        _check_options(self.options, config.options, f"providers.{config.name}")
+        _check_options(self.options, config.options, f"providers.{config.name}", PROVIDER_KEYS, self.type)
 
     @property
     def owned_by(self) -> str:
@@ -103,7 +104,7 @@ class Provider:
 
     def check_model(self, model: ModelConfig) -> None:
         """Refuse a ``[[models]]`` entry this provider cannot serve (raise `ConfigError`)."""
-        _check_options(self.model_options, model.options, f"models {model.name!r}")
+        _check_options(self.model_options, model.options, f"models {model.name!r}", MODEL_KEYS, self.type)
 
     async def start(self) -> None:
         """Open connections; called once, in the serving event loop, before the first use."""
@@ -368,12 +369,18 @@ def _json_reply(content: bytes) -> Reply:
     return Reply(data, content)
 
 
-def _check_options(allowed: Mapping[str, type], given: Mapping[str, Any], where: str) -> None:
+def _check_options(
+    allowed: Mapping[str, type], given: Mapping[str, Any], where: str, common: Iterable[str], type_: str
+) -> None:
     for key, value in given.items():
         kind = allowed.get(key)
         if kind is None:
+            common = sorted(common)
             names = ", ".join(sorted(allowed)) or "none"
-            raise ConfigError(f"unknown key {key!r} in {where} (extra keys this provider type accepts: {names})")
+            raise ConfigError(
+                f"unknown key {key!r} in {where}{did_you_mean(key, [*common, *allowed])} "
+                f"(keys of every entry: {', '.join(common)}; extra keys of type {type_!r}: {names})"
+            )
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             continue
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
