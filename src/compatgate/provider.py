@@ -109,6 +109,12 @@ class Provider:
     async def start(self) -> None:
         """Open connections; called once, in the serving event loop, before the first use."""
 
+    async def upstream_models(self, ctx: RequestContext) -> list[str] | None:
+        """The model ids the upstream lists, read with the configured URL and key:
+        ``compatgate check --probe`` calls it to prove that they work. None when there is no
+        upstream to ask (an offline provider); an upstream failure raises its `UpstreamError`."""
+        return None
+
     async def aclose(self) -> None:
         """Close what `start` opened."""
 
@@ -189,8 +195,36 @@ class HTTPProvider(Provider):
             self._transport = create_transport(self.config)
         return self._transport
 
+    # Where the upstream lists its models (relative to base_url), for `upstream_models`.
+    models_path = "/models"
+
     async def start(self) -> None:
         self.transport  # noqa: B018 - create the pool now
+
+    async def upstream_models(self, ctx: RequestContext) -> list[str] | None:
+        """``GET models_path`` with the provider's `headers`; the ``id`` of each entry of the
+        answer's ``data`` (OpenAI's and Anthropic's shape; override for another)."""
+        data = await self.get_json(ctx, self.models_path)
+        entries = data.get("data")
+        if not isinstance(entries, list):
+            raise upstream_error(502, b"The upstream's model list has no 'data' array.")
+        return [e["id"] for e in entries if isinstance(e, dict) and isinstance(e.get("id"), str)]
+
+    async def get_json(self, ctx: RequestContext, path: str) -> Body:
+        """``GET path`` with the provider's headers (no body); the decoded JSON object, or the
+        `UpstreamError` of an error status."""
+        headers = {**self._base_headers, **self.headers(ctx)}
+        headers.pop("content-type", None)
+        request = httpx2.Request("GET", self.url(path), headers=headers, extensions={"timeout": self._timeout})
+        with request_errors(self.name, request):
+            response = await self.transport.handle_async_request(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+        if response.status_code >= 400:
+            raise self.error_for(response.status_code, response.content)
+        return _json_reply(response.content).data
 
     async def aclose(self) -> None:
         client, transport = self._client, self._transport
@@ -261,7 +295,7 @@ class HTTPProvider(Provider):
         started = time.perf_counter()
         model = body.get("model") if isinstance(body.get("model"), str) else None
         try:
-            with request_errors(self.name):
+            with request_errors(self.name, request):
                 response = await self.transport.handle_async_request(request)
                 try:
                     self.received(ctx, response)
@@ -297,7 +331,7 @@ class HTTPProvider(Provider):
         media_type = response.headers.get("content-type", "application/octet-stream")
         if media_type.startswith("application/json"):
             try:
-                with stream_errors(self.name):
+                with stream_errors(self.name, response):
                     await response.aread()
             finally:
                 await response.aclose()
@@ -307,7 +341,7 @@ class HTTPProvider(Provider):
     async def body_bytes(self, response: httpx2.Response) -> AsyncIterator[bytes]:
         """The body of a streamed response as it comes; closed at the end or when dropped."""
         try:
-            with stream_errors(self.name):
+            with stream_errors(self.name, response):
                 async for data in response.aiter_bytes():
                     yield data
         finally:
@@ -325,7 +359,7 @@ class HTTPProvider(Provider):
         """`events`, grouped by the network read that completed them (never empty)."""
         decoder = SSEDecoder()
         try:
-            with stream_errors(self.name):
+            with stream_errors(self.name, response):
                 async for data in response.aiter_bytes():
                     try:
                         events = decoder.feed(data)

@@ -61,6 +61,7 @@ class GeminiProvider(HTTPProvider):
         super().__init__(config)
         _check_choices(config.options, f"providers.{config.name}")
         self.api_version = str(self.option("api_version", "v1beta")).strip("/")
+        self.models_path = f"/{self.api_version}/models?pageSize=1000"
 
     @property
     def owned_by(self) -> str:
@@ -78,6 +79,15 @@ class GeminiProvider(HTTPProvider):
 
     def error_for(self, status: int, content: bytes) -> UpstreamError:
         return http_error(status, content, self.secrets)
+
+    async def upstream_models(self, ctx: RequestContext) -> list[str] | None:
+        """The ``models`` of ``GET /{api_version}/models``, without their ``models/`` prefix."""
+        data = await self.get_json(ctx, self.models_path)
+        entries = data.get("models")
+        if not isinstance(entries, list):
+            raise http_error(502, b"The upstream's model list has no 'models' array.", self.secrets)
+        names = [e["name"] for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)]
+        return [name.removeprefix("models/") for name in names]
 
     async def chat_completions(self, ctx: RequestContext, body: Body) -> Reply | ChunkStream:
         model = body["model"]

@@ -118,7 +118,8 @@ class RateLimit:
             gateway.state[STATE_KEY] = self
             self._check_names()
         else:  # inert at no cost
-            withdraw_hooks(self, "startup", "shutdown", "admit_request", "response_headers", "record_usage")
+            withdraw_hooks(self, "startup", "shutdown", "admit_request", "response_headers", "record_usage",
+                           "check_ready")  # fmt: skip
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -160,6 +161,22 @@ class RateLimit:
         if self.backend is not None:
             backend, self.backend = self.backend, None
             await backend.close()
+
+    @hookimpl
+    async def check_ready(self) -> dict[str, str | None] | None:
+        """``ratelimit``: the backend is started and, with Redis, answers a ``PING`` (a
+        replica cut off from Redis leaves the load balancer; requests that still reach it are
+        handled as ``on_backend_error`` says)."""
+        if not self.configured:
+            return None
+        if self.backend is None:
+            return {STATE_KEY: "not started"}
+        try:
+            await self.backend.ping()
+        except BackendUnavailable as exc:  # the details (host) go to the log only
+            logger.warning("compatgate-ratelimit: not ready: %s", exc)
+            return {STATE_KEY: "Redis unreachable"}
+        return {STATE_KEY: None}
 
     # -- requests ---------------------------------------------------------------------------
 
