@@ -164,6 +164,9 @@ async def _probe_provider(gateway: Gateway, name: str, provider: object, timeout
     except GatewayError as exc:
         code = f" ({exc.code})" if exc.code else ""
         return Problem("error", f"provider {name}: the probe failed{where}: HTTP {exc.status_code}{code}: {exc.message}")
+    except Exception as exc:  # a provider or transport bug: still a report, not a traceback
+        detail = scrub_urls(" ".join(str(exc).split()))
+        return Problem("error", f"provider {name}: the probe failed{where}: {type(exc).__name__}: {detail}")
     if ids is None:
         lines.append(f"provider {name}: type {provider.type!r} has no upstream to probe")
         return None

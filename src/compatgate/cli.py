@@ -16,6 +16,7 @@ plugins flush what they hold, e.g. the billing ledger) and exits.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import logging.config
 import os
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from .config import LOG_LEVELS, Config, load_config
 from .endpoints import error_response, not_found, request_id
@@ -50,27 +51,57 @@ class Standalone:
     (also ``/health``) and ``GET /health/ready`` at the top level.
 
     It is what ``Starlette(routes=[Mount("/v1", gateway), ...])`` would be, without a
-    framework's middleware stack in front of every request (measurably cheaper).
+    framework's middleware stack in front of every request (measurably cheaper). It counts the
+    requests in flight: at shutdown the server cancels those still running after the grace
+    period and goes on at once, so the gateway's shutdown (which flushes what plugins hold)
+    first waits up to ``drain_seconds`` for them to finish their cancellation (each records
+    its usage as it ends).
     """
+
+    drain_seconds = 10.0
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         live = HealthEndpoint(gateway, ready=False)
         self._health = {"/health": live, "/health/live": live, "/health/ready": HealthEndpoint(gateway, ready=True)}
+        self._active = 0
+        self._idle: asyncio.Event | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self.gateway(scope, receive, send)
+            await self.gateway(scope, self._drain_before_shutdown(receive), send)
             return
         path = scope["path"]
         if path == "/v1" or path.startswith("/v1/"):
-            await self.gateway({**scope, "root_path": scope.get("root_path", "") + "/v1"}, receive, send)
+            self._active += 1
+            try:
+                await self.gateway({**scope, "root_path": scope.get("root_path", "") + "/v1"}, receive, send)
+            except asyncio.CancelledError:  # only the server's shutdown cancels a request's task
+                logger.warning("a request was cut at shutdown: the grace period (shutdown_grace_seconds) was over")
+            finally:
+                self._active -= 1
+                if not self._active and self._idle is not None:
+                    self._idle.set()
         elif scope["type"] == "http" and path in self._health:
             await self._health[path](scope, receive, send)  # without starting the gateway
         elif scope["type"] == "http" and path.strip("/").split("/", 1)[0] in _API_FAMILIES:
             await _outside_mount(scope, receive, send)
         else:
             await not_found(scope, receive, send)
+
+
+    def _drain_before_shutdown(self, receive: Receive) -> Receive:
+        async def receive_drained() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown" and self._active:
+                self._idle = asyncio.Event()
+                try:
+                    await asyncio.wait_for(self._idle.wait(), self.drain_seconds)
+                except TimeoutError:
+                    logger.warning("%d requests still running at shutdown", self._active)
+            return message
+
+        return receive_drained
 
 
 async def _outside_mount(scope: Scope, receive: Receive, send: Send) -> None:
@@ -194,8 +225,8 @@ def _serve(args: argparse.Namespace) -> None:
     specs = [_absolute(spec) for spec in args.plugin]
     app = create_app(config, [import_plugin(spec) for spec in specs])  # config errors surface here
     for problem in diagnose(app.gateway):
-        logger.warning("compatgate: %s", problem)
-    print(_banner(args, source, app.gateway), file=sys.stderr, flush=True)
+        logger.warning("%s", problem)
+    logger.info("%s", _banner(args, source, app.gateway))  # JSON too with access_log = "json"
     grace = args.shutdown_grace_seconds if args.shutdown_grace_seconds is not None else settings.shutdown_grace_seconds
     options: dict[str, Any] = {
         "host": args.host, "port": args.port, "log_level": level, "log_config": log_config,
@@ -222,7 +253,7 @@ def _banner(args: argparse.Namespace, source: str, gateway: Gateway) -> str:
     url = f"http://{host}:{args.port}/v1"
     everywhere = " (listening on every interface)" if args.host in ("0.0.0.0", "::") else ""
     if source == _DEMO:
-        return (f"compatgate demo: {url}{everywhere} — API key 'sk-demo', models 'demo-chat' and "
+        return (f"serving the demo at {url}{everywhere} — API key 'sk-demo', models 'demo-chat' and "
                 "'demo-embedding' (offline, no provider key needed)")
-    return (f"compatgate: serving {source} at {url}{everywhere} — {len(gateway.providers)} providers, "
+    return (f"serving {source} at {url}{everywhere} — {len(gateway.providers)} providers, "
             f"{len(gateway.models)} models; health: http://{host}:{args.port}/health/ready")

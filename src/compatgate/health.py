@@ -60,15 +60,15 @@ async def _check(gateway: Gateway, impl: Any) -> Mapping[str, str | None]:
             if inspect.isawaitable(result):
                 result = await result
     except TimeoutError:
-        logger.warning("compatgate: the readiness check of %s took more than %g s", name, CHECK_TIMEOUT)
+        logger.warning("the readiness check of %s took more than %g s", name, CHECK_TIMEOUT)
         return {name: f"check timed out after {CHECK_TIMEOUT:g} s"}
     except Exception as exc:
-        logger.exception("compatgate: the readiness check of %s failed", name)
+        logger.exception("the readiness check of %s failed", name)
         return {name: f"check failed ({type(exc).__name__})"}
     if result is None:
         return {}
     if not isinstance(result, Mapping):
-        logger.error("compatgate: check_ready of %s returned %r, not a mapping", name, type(result).__name__)
+        logger.error("check_ready of %s returned %r, not a mapping", name, type(result).__name__)
         return {name: "check returned no mapping"}
     return result
 

@@ -29,6 +29,6 @@ async def check_ready(gateway: Gateway) -> dict[str, str | None]:
                 await store.load("resp_readiness_probe", None)
             checks["response_store"] = None
         except Exception as exc:  # the details (host, DSN) go to the log, not to the probe
-            logger.warning("compatgate: the response store is unreachable: %s", type(exc).__name__)
+            logger.warning("the response store is unreachable: %s", type(exc).__name__)
             checks["response_store"] = f"unreachable ({type(exc).__name__})"
     return checks
