@@ -301,10 +301,12 @@ def _check_base_url(url: str, where: str, source: str) -> None:
 
 def _without_credentials(url: str) -> str:
     scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
     authority, slash, path = rest.partition("/")
     if "@" in authority:
         authority = "***@" + authority.rpartition("@")[2]
-    return f"{scheme}{sep}{authority}{slash}{path}" if sep else url
+    return f"{scheme}{sep}{authority}{slash}{path}"
 
 
 def _expand(value: Any, where: str) -> Any:
