@@ -56,3 +56,24 @@ def test_sigterm_mid_stream_loses_neither_the_stream_nor_its_ledger_row(db: Data
     assert [tuple(row) for row in rows] == [(request_id, key_id, "ok", True, 79, 14, False)]
     assert output.index("Shutting down") < output.index("Application shutdown complete")
     assert key not in output and SERVER_SECRET not in output
+
+
+def test_not_ready_until_the_store_is_open(db: Database, tmp_path: Path):
+    import asyncio
+
+    from billing_support import billing_config as config_for
+
+    from compatgate import Gateway
+    from compatgate.health import readiness
+
+    gateway = Gateway(config_for("http://127.0.0.1:9", db) | {"gateway": {"api_keys": ["k"]}})
+
+    async def states() -> list[tuple[bool, dict[str, str]]]:
+        before = await readiness(gateway)
+        async with gateway.lifespan():
+            during = await readiness(gateway)
+        return [before, during]
+
+    before, during = asyncio.run(states())
+    assert before == (False, {"billing": "store not open", "gateway": "not started"})
+    assert during == (True, {"billing": "ok", "gateway": "ok"})

@@ -6,6 +6,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import Any
 
+import httpx2
 import pytest
 from compatgate_ratelimit import (
     Decision,
@@ -262,3 +263,9 @@ def test_registered_twice_counts_once(upstream, make_gateway):
     (instance,) = [p for p in served.gateway.pm.get_plugins() if isinstance(p, RateLimit)]
     assert served.gateway.pm.get_name(instance) == "ratelimit"
     assert [served.post().status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_readiness_in_memory(make_gateway):
+    served = make_gateway({"rpm": 2})
+    ready = httpx2.get(f"{served.url}/health/ready")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"gateway": "ok", "ratelimit": "ok"}
