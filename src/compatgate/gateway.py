@@ -182,9 +182,9 @@ class Gateway:
         if api_key is None:
             if request.headers.get("authorization", "").strip():  # never echo what it holds
                 raise AuthenticationError(
-                    "The Authorization header must read 'Bearer YOUR_KEY'; this one has no "
-                    "'Bearer ' scheme (or no key after it). Alternatively send the key in an "
-                    "x-api-key header."
+                    "No API key found: the Authorization header must read 'Bearer YOUR_KEY', and "
+                    "this one has no 'Bearer ' scheme (or no key after it). You can also send the "
+                    "key in an x-api-key header."
                 )
             raise AuthenticationError(
                 "You didn't provide an API key. Send it in an Authorization header "
