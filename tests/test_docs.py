@@ -23,7 +23,7 @@ def spec_signatures() -> dict[str, str]:
 
 def documented_signatures() -> dict[str, str]:
     text = (ROOT / "docs" / "hooks.md").read_text()
-    blocks = re.findall(r"```python\n(def \w+\([^`]*?\) -> [^`]*?)\n```", text, flags=re.S)
+    blocks = re.findall(r"```python\n(def \w+\([^`]*?\) -> [^`]*?)\n```", text, flags=re.DOTALL)
     return {re.match(r"def (\w+)", block).group(1): " ".join(block.split()) for block in blocks}
 
 
@@ -69,7 +69,7 @@ def endpoint_names() -> set[str]:
 
 def test_hooks_md_lists_every_endpoint_name():
     text = (ROOT / "docs" / "hooks.md").read_text()
-    bullet = re.search(r"^- `RequestContext`:.*?(?=^- |\Z)", text, flags=re.S | re.M)
+    bullet = re.search(r"^- `RequestContext`:.*?(?=^- |\Z)", text, flags=re.DOTALL | re.MULTILINE)
     assert bullet, "docs/hooks.md has no RequestContext bullet"
     documented = set(re.findall(r'`"([a-z_.]+)"`', parenthetical(bullet.group(), "`endpoint` (")))
     assert documented == endpoint_names(), (
@@ -87,7 +87,7 @@ def test_request_context_docstring_lists_every_api_endpoint():
 
 def configuration_section(title: str) -> str:
     text = (ROOT / "docs" / "configuration.md").read_text()
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, flags=re.S | re.M)
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, flags=re.DOTALL | re.MULTILINE)
     assert match, f"docs/configuration.md has no section {title!r}"
     return match.group(1)
 
@@ -103,7 +103,7 @@ def test_configuration_md_documents_every_key():
         "`[[models]]`": list(MODEL_KEYS),
     }
     for title, keys in sections.items():
-        rows = set(re.findall(r"^\| `(\w+)` \|", configuration_section(title), flags=re.M))
+        rows = set(re.findall(r"^\| `(\w+)` \|", configuration_section(title), flags=re.MULTILINE))
         assert rows == set(keys), f"docs/configuration.md {title}: documented {sorted(rows)}, the code has {sorted(keys)}"
 
 

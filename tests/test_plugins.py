@@ -102,14 +102,15 @@ def test_an_unrelated_plugin_keeps_the_installed_one(monkeypatch):
 
 
 @pytest.mark.parametrize(("plugin", "message"), [
-    (Misspelled, "plugin tests.test_plugins:Misspelled: 'admit_requests' is not a compatgate hook "
-                 "(did you mean 'admit_request'?), so it would never run"),
-    (WrongArgument, "plugin tests.test_plugins:WrongArgument: its transform_request hook takes 'request_body' "
-                    "(did you mean 'body'?), which transform_request does not pass; it passes ctx, body"),
-    (Wrapper, "plugin tests.test_plugins:Wrapper: its record_usage hook is a pluggy wrapper, which the gateway "
-              "does not run on record_usage"),
-    (NoInit, "plugin tests.test_plugins:NoInit: a class plugin is instantiated once per gateway as "
-             "NoInit(gateway); give it an __init__(self, gateway)"),
+    (Misspelled, ("plugin tests.test_plugins:Misspelled: 'admit_requests' is not a compatgate hook "
+                  "(did you mean 'admit_request'?), so it would never run")),
+    (WrongArgument, ("plugin tests.test_plugins:WrongArgument: its transform_request hook takes "
+                     "'request_body' (did you mean 'body'?), which transform_request does not pass; "
+                     "it passes ctx, body")),
+    (Wrapper, ("plugin tests.test_plugins:Wrapper: its record_usage hook is a pluggy wrapper, which "
+               "the gateway does not run on record_usage")),
+    (NoInit, ("plugin tests.test_plugins:NoInit: a class plugin is instantiated once per gateway as "
+              "NoInit(gateway); give it an __init__(self, gateway)")),
 ])
 def test_mistakes_fail_at_start_up_naming_the_plugin(plugin, message):
     with pytest.raises(ConfigError) as raised:

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["JSONFormatter", "TEXT_FORMAT", "logging_config"]
+__all__ = ["TEXT_FORMAT", "JSONFormatter", "logging_config"]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _ACCESS = "compatgate.access"

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import httpx2
 import orjson
-from billing_support import SERVER_SECRET, SHARED, Database, billing_config, gateway_processes, write_config
+from billing_support import (
+    SERVER_SECRET,
+    SHARED,
+    Database,
+    billing_config,
+    gateway_processes,
+    write_config,
+)
 from compatgate_billing import KeyManager, KeySpec, Store
 
 RECORDING = SHARED / "fixtures" / "openai-sse" / "7e5ea4d12e7cc064399b6631415e65923f182256b6e6b752950a3aaa2ad2320a.bin"
