@@ -5,6 +5,10 @@ pluggy calls hook implementations synchronously and would hand back un-awaited c
 results as the hook's documentation says (first non-None, chained, or all). The lists of
 implementations are taken once (`Hooks.refresh`), so a hook that no plugin implements costs a
 tuple check on the hot path.
+
+`create_plugin_manager` registers every plugin under a readable name, once, and turns
+pluggy's validation into `ConfigError` messages that name the plugin and the closest hook;
+`import_plugin` loads ``compatgate serve --plugin module:Class``.
 """
 
 from __future__ import annotations

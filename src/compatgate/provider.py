@@ -110,9 +110,8 @@ class Provider:
         """Open connections; called once, in the serving event loop, before the first use."""
 
     async def upstream_models(self, ctx: RequestContext) -> list[str] | None:
-        """The model ids the upstream lists, read with the configured URL and key:
-        ``compatgate check --probe`` calls it to prove that they work. None when there is no
-        upstream to ask (an offline provider); an upstream failure raises its `UpstreamError`."""
+        """The model ids the upstream lists (``check --probe`` proves the URL and key with it);
+        None: no upstream to ask. An upstream failure raises its `UpstreamError`."""
         return None
 
     async def aclose(self) -> None:
@@ -202,29 +201,10 @@ class HTTPProvider(Provider):
         self.transport  # noqa: B018 - create the pool now
 
     async def upstream_models(self, ctx: RequestContext) -> list[str] | None:
-        """``GET models_path`` with the provider's `headers`; the ``id`` of each entry of the
-        answer's ``data`` (OpenAI's and Anthropic's shape; override for another)."""
-        data = await self.get_json(ctx, self.models_path)
-        entries = data.get("data")
-        if not isinstance(entries, list):
-            raise upstream_error(502, b"The upstream's model list has no 'data' array.")
-        return [e["id"] for e in entries if isinstance(e, dict) and isinstance(e.get("id"), str)]
+        """The ``id`` of each entry of ``data`` in the answer to ``GET models_path``."""
+        from .probe import get_json, listed_ids
 
-    async def get_json(self, ctx: RequestContext, path: str) -> Body:
-        """``GET path`` with the provider's headers (no body); the decoded JSON object, or the
-        `UpstreamError` of an error status."""
-        headers = {**self._base_headers, **self.headers(ctx)}
-        headers.pop("content-type", None)
-        request = httpx2.Request("GET", self.url(path), headers=headers, extensions={"timeout": self._timeout})
-        with request_errors(self.name, request):
-            response = await self.transport.handle_async_request(request)
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-        if response.status_code >= 400:
-            raise self.error_for(response.status_code, response.content)
-        return _json_reply(response.content).data
+        return listed_ids(await get_json(self, ctx, self.models_path), "data", "id")
 
     async def aclose(self) -> None:
         client, transport = self._client, self._transport
@@ -403,18 +383,14 @@ def _json_reply(content: bytes) -> Reply:
     return Reply(data, content)
 
 
-def _check_options(
-    allowed: Mapping[str, type], given: Mapping[str, Any], where: str, common: Iterable[str], type_: str
-) -> None:
+def _check_options(allowed: Mapping[str, type], given: Mapping[str, Any], where: str,
+                   common: Iterable[str], type_: str) -> None:
     for key, value in given.items():
         kind = allowed.get(key)
         if kind is None:
-            common = sorted(common)
-            names = ", ".join(sorted(allowed)) or "none"
-            raise ConfigError(
-                f"unknown key {key!r} in {where}{did_you_mean(key, [*common, *allowed])} "
-                f"(keys of every entry: {', '.join(common)}; extra keys of type {type_!r}: {names})"
-            )
+            names, hint = ", ".join(sorted(allowed)) or "none", did_you_mean(key, [*common, *allowed])
+            raise ConfigError(f"unknown key {key!r} in {where}{hint} (keys of every entry: "
+                              f"{', '.join(sorted(common))}; extra keys of type {type_!r}: {names})")
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             continue
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):

@@ -25,6 +25,8 @@ from compatgate import (
     UpstreamError,
 )
 
+from compatgate.probe import get_json, listed_ids
+
 from .embeddings import BATCH, batch_request, embedding_inputs, embedding_response, embedding_vectors
 from .errors import http_error
 from .request import Options, build_request
@@ -82,12 +84,7 @@ class GeminiProvider(HTTPProvider):
 
     async def upstream_models(self, ctx: RequestContext) -> list[str] | None:
         """The ``models`` of ``GET /{api_version}/models``, without their ``models/`` prefix."""
-        data = await self.get_json(ctx, self.models_path)
-        entries = data.get("models")
-        if not isinstance(entries, list):
-            raise http_error(502, b"The upstream's model list has no 'models' array.", self.secrets)
-        names = [e["name"] for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)]
-        return [name.removeprefix("models/") for name in names]
+        return listed_ids(await get_json(self, ctx, self.models_path), "models", "name", "models/")
 
     async def chat_completions(self, ctx: RequestContext, body: Body) -> Reply | ChunkStream:
         model = body["model"]
