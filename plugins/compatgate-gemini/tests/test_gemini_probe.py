@@ -35,10 +35,10 @@ def test_probe_lists_the_models_with_the_gemini_key():
         lines, problems = asyncio.run(probe(Gateway(config, plugins=[compatgate_gemini]), 5))
         assert any(line.startswith("provider google: ok (GET ") and ": 3 models listed in " in line
                    for line in lines), lines
-        assert [str(p) for p in problems] == [
+        assert [str(p) for p in problems] == [(
             "warning: model 'typo': provider google does not list the upstream model 'gemini-2.5-flsh' "
             "(did you mean 'gemini-2.5-flash'?)"
-        ]
+        )]
         wrong = gemini_config(url, api_key="AIza-wrong")
         _, problems = asyncio.run(probe(Gateway(wrong, plugins=[compatgate_gemini]), 5))
     assert [p.level for p in problems] == ["error"] and "API key not valid." in problems[0].message

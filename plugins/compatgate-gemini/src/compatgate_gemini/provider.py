@@ -24,7 +24,6 @@ from compatgate import (
     RequestContext,
     UpstreamError,
 )
-
 from compatgate.probe import get_json, listed_ids
 
 from .embeddings import BATCH, batch_request, embedding_inputs, embedding_response, embedding_vectors
