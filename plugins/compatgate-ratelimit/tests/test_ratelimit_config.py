@@ -6,6 +6,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import Any
 
+import httpx2
 import pytest
 from compatgate_ratelimit import (
     Decision,
@@ -252,7 +253,7 @@ def test_inert_without_its_table(upstream, make_gateway):
     fake.handler = fake.json_reply(chat_answer(), headers={"x-ratelimit-limit-requests": "777"})
     served = make_gateway(None, entrypoints=True)
     (plugin,) = [p for p in served.gateway.pm.get_plugins() if isinstance(p, RateLimit)]
-    assert not plugin.acting and "ratelimit" not in served.gateway.state
+    assert not plugin.configured and "ratelimit" not in served.gateway.state
     responses = [served.post() for _ in range(5)]
     assert [r.status_code for r in responses] == [200] * 5
     assert "x-ratelimit-remaining-requests" not in responses[-1].headers
@@ -261,10 +262,16 @@ def test_inert_without_its_table(upstream, make_gateway):
 
 
 def test_registered_twice_counts_once(upstream, make_gateway):
-    """The entry point and the same class passed again: only the last one constructed acts."""
+    """The entry point and the same class passed again: the core registers one instance."""
     fake, _ = upstream
     fake.handler = fake.json_reply(chat_answer())
     served = make_gateway({"rpm": 2}, plugins=(RateLimit,), entrypoints=True)
-    instances = [p for p in served.gateway.pm.get_plugins() if isinstance(p, RateLimit)]
-    assert len(instances) == 2 and [p.acting for p in instances].count(True) == 1
+    (instance,) = [p for p in served.gateway.pm.get_plugins() if isinstance(p, RateLimit)]
+    assert served.gateway.pm.get_name(instance) == "ratelimit"
     assert [served.post().status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_readiness_in_memory(make_gateway):
+    served = make_gateway({"rpm": 2})
+    ready = httpx2.get(f"{served.url}/health/ready")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"gateway": "ok", "ratelimit": "ok"}

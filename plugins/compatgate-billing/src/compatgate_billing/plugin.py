@@ -99,7 +99,7 @@ class Billing:
         self._principals: dict[str, tuple[tuple[Any, ...], KeyPrincipal]] = {}
         if self.settings is None:  # inert at no cost
             withdraw_hooks(self, "startup", "shutdown", "authenticate", "admit_request", "record_usage",
-                           "register_routes")  # fmt: skip
+                           "register_routes", "check_ready")  # fmt: skip
 
     @property
     def enabled(self) -> bool:
@@ -146,6 +146,23 @@ class Billing:
         finally:
             store, self.store = self.store, None
             await store.close()
+
+    @hookimpl
+    async def check_ready(self) -> dict[str, str | None] | None:
+        """``billing``: the store is open, its database answers a query, and the ledger writer
+        runs (without them no virtual key can be checked nor any usage recorded)."""
+        if self.settings is None:
+            return None
+        if self.store is None:
+            return {STATE_KEY: "store not open"}
+        try:
+            await self.store.get_key("0" * 16)  # a lookup like every request's; no such key
+        except Exception as exc:  # the details (host, DSN) go to the log only
+            logger.warning("compatgate-billing: not ready: the database failed (%s: %s)", type(exc).__name__, exc)
+            return {STATE_KEY: f"database unreachable ({type(exc).__name__})"}
+        if self.writer is None or not self.writer.running:
+            return {STATE_KEY: "ledger writer stopped"}
+        return {STATE_KEY: None}
 
     async def _maintain(self) -> None:
         assert self.settings is not None and self.store is not None

@@ -37,7 +37,7 @@ from .settings import TracingSettings, load_tracer_provider, parse_settings
 
 __all__ = ["Tracing"]
 
-_STATE = "compatgate_otel"  # gateway.state key of the active plugin, and ctx.state key
+_STATE = "compatgate_otel"  # ctx.state key of a request's spans
 _VERSION = "0.1.0"
 
 
@@ -56,8 +56,8 @@ class _RequestTrace:
 class Tracing:
     """OpenTelemetry tracing for one gateway, active when ``[plugins.otel]`` is configured or
     a tracer provider is given. ``tracer_provider`` wins over the configured one; without
-    either the global provider is used. When a gateway gets the plugin twice, the instance
-    created last serves and the other goes inert."""
+    either the global provider is used. Passed in ``Gateway(plugins=[...])`` (itself, a subclass
+    such as `using`'s, or an instance), it replaces the entry point's instance."""
 
     def __init__(self, gateway: Gateway, *, tracer_provider: TracerProvider | None = None) -> None:
         self.tracer: Tracer | None = None
@@ -70,11 +70,7 @@ class Tracing:
         self.settings = parse_settings(table or {}, gateway.config.source)
         if tracer_provider is None and self.settings.tracer_provider:
             tracer_provider = load_tracer_provider(self.settings.tracer_provider, gateway.config.source)
-        previous = gateway.state.get(_STATE)
-        if isinstance(previous, Tracing):
-            previous.tracer = None
         self.tracer = trace.get_tracer("compatgate_otel", _VERSION, tracer_provider=tracer_provider)
-        gateway.state[_STATE] = self
 
     @classmethod
     def using(cls, tracer_provider: TracerProvider) -> type[Tracing]:
