@@ -54,7 +54,7 @@ def test_lists_every_plugin_with_its_origin_and_hooks(tmp_path: Path):
     rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("  ")}
     assert rows["tagger:Tagger"].split()[1:] == ["local", "file", "tagger.py", "record_usage,", "response_headers"]
     assert "compatgate 0.1.0" in rows["built-in"]
-    assert ["auth", "routing", "openai", "demo", "accesslog", "ready"] == rows["built-in"].split("0.1.0")[1].replace(",", " ").split()
+    assert ["api", "responses", "auth", "routing", "openai", "demo", "accesslog", "ready"] == rows["built-in"].split("0.1.0")[1].replace(",", " ").split()
     assert "warning" not in result.stdout  # [plugins.tagger] is read
 
 

@@ -82,7 +82,7 @@ def create_plugin_manager(
     pm.add_hookspecs(hookspecs)
     for name in DEFAULT_PLUGINS:
         module = importlib.import_module(name)  # a default plugin is its module, or its `plugin` class
-        _register(pm, _instance(getattr(module, "plugin", module), instantiate), name)
+        _register(pm, _instance(getattr(module, "plugin", module), instantiate, name), name)
     given = _distinct(plugins)
     replacing: dict[int, str] = {}  # id of a given plugin -> the entry point it replaces
     if load_entrypoints:
