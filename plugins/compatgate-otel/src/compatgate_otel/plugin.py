@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import propagate, trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer, TracerProvider
 
@@ -52,6 +53,8 @@ class _RequestTrace:
     # (index in ctx.attempts, span, start ns, model named at the start)
     attempts: list[tuple[int, Span, int, str | None]] = field(default_factory=list)
 
+
+_TRACEPARENT = TraceContextTextMapPropagator()
 
 class Tracing:
     """OpenTelemetry tracing for one gateway, active when ``[plugins.otel]`` is configured or
@@ -119,7 +122,12 @@ class Tracing:
         if not self.settings.propagate:
             return None
         carrier: dict[str, str] = {}
-        propagate.inject(carrier, context=trace.set_span_in_context(span, current.parent))
+        context = trace.set_span_in_context(span, current.parent)
+        if self.settings.forward_client_context:  # the configured propagators: baggage, tracestate...
+            propagate.inject(carrier, context=context)
+        else:  # only this gateway's traceparent: the client's baggage and tracestate stay here
+            _TRACEPARENT.inject(carrier, context=context)
+            carrier.pop("tracestate", None)
         return carrier
 
     @hookimpl
