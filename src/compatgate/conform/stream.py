@@ -145,7 +145,8 @@ class ConformingStream:
             if self._held is not None:  # more came after the usage chunk: keep the upstream's order
                 self._queue.append(chunk)
                 chunk, self._held = self._held, None
-            return chunk
+            result: Chunk = chunk
+            return result
 
     def _tail(self) -> Iterator[Chunk]:
         tail = []
