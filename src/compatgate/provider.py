@@ -25,9 +25,9 @@ import orjson
 
 from .config import MODEL_KEYS, PROVIDER_KEYS, ModelConfig, ProviderConfig
 from .exceptions import ConfigError, GatewayError, NotFoundError, UpstreamError, UpstreamStreamError
-from .hints import did_you_mean
 from .http import create_client, create_transport, default_headers, request_errors, stream_errors, timeout, upstream_error
 from .replies import Chunk, ChunkStream, RawReply, Reply
+from .settings import UNKNOWN_NAMED_KEY, Table
 from .sse import SSEDecoder, ServerSentEvent, SSEError
 from .uploads import Form
 from .usage import Attempt
@@ -380,13 +380,10 @@ def _json_reply(content: bytes) -> Reply:
 
 def _check_options(allowed: Mapping[str, type], given: Mapping[str, Any], where: str,
                    common: Iterable[str], type_: str) -> None:
-    for key, value in given.items():
-        kind = allowed.get(key)
-        if kind is None:
-            names, hint = ", ".join(sorted(allowed)) or "none", did_you_mean(key, [*common, *allowed])
-            raise ConfigError(f"unknown key {key!r} in {where}{hint} (keys of every entry: "
-                              f"{', '.join(sorted(common))}; extra keys of type {type_!r}: {names})")
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            continue
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise ConfigError(f"{where}.{key} must be of type {kind.__name__}")
+    """Check a provider table's (or a ``[[models]]`` entry's) extra keys against its type's."""
+    table = Table(given, where)
+    listed = (f"keys of every entry: {', '.join(sorted(common))}; "
+              f"extra keys of type {type_!r}: {', '.join(sorted(allowed)) or 'none'}")
+    table.only([*common, *allowed], message=UNKNOWN_NAMED_KEY, listed=listed)
+    for key, kind in allowed.items():
+        table.value(key, kind)
