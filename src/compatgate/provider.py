@@ -20,6 +20,7 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
+import anyio
 import httpx2
 import orjson
 
@@ -222,9 +223,13 @@ class HTTPProvider(Provider):
         """POST ``body`` as JSON (a `Form` as multipart/form-data, its upload streamed) with
         `headers` and those of the `upstream_headers` hooks; an
         upstream error status becomes an `UpstreamError` (keeping its ``Retry-After``). The
-        call is recorded in ``ctx.attempts``."""
-        headers = {**self._base_headers, **self.headers(ctx)}
+        call is recorded in ``ctx.attempts``, between the `upstream_attempt` and
+        `upstream_attempt_done` hooks."""
         hooks = ctx.gateway.hooks
+        watched = hooks.implemented("upstream_attempt_done")
+        if hooks.implemented("upstream_attempt"):
+            await hooks.upstream_attempt(ctx=ctx, provider=self)
+        headers = {**self._base_headers, **self.headers(ctx)}
         if hooks.implemented("upstream_headers"):
             for extra in await hooks.upstream_headers(ctx=ctx, provider=self):
                 for name, value in (extra or {}).items():
@@ -261,12 +266,23 @@ class HTTPProvider(Provider):
                     raise error
         except GatewayError as exc:
             elapsed = (time.perf_counter() - started) * 1000.0
-            ctx.attempts.append(Attempt(self.name, model, exc.status_code, exc.message, elapsed))
+            attempt = Attempt(self.name, model, exc.status_code, exc.message, elapsed)
+            ctx.attempts.append(attempt)
+            if watched:
+                await hooks.upstream_attempt_done(ctx=ctx, provider=self, attempt=attempt)
             if isinstance(body, Form) and body.failure is not None:
                 raise body.failure from None  # the client's upload broke off, not the upstream
             raise
         elapsed = (time.perf_counter() - started) * 1000.0
-        ctx.attempts.append(Attempt(self.name, model, response.status_code, None, elapsed))
+        attempt = Attempt(self.name, model, response.status_code, None, elapsed)
+        ctx.attempts.append(attempt)
+        if watched:
+            try:
+                await hooks.upstream_attempt_done(ctx=ctx, provider=self, attempt=attempt)
+            except BaseException:  # cancelled meanwhile: the response would be nobody's to close
+                with anyio.CancelScope(shield=True):
+                    await response.aclose()
+                raise
         return response
 
     async def post_json(self, ctx: RequestContext, path: str, body: Body) -> Reply:
