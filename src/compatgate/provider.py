@@ -15,7 +15,7 @@ event stream with upstream errors already mapped.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
@@ -27,6 +27,7 @@ import orjson
 from .config import MODEL_KEYS, PROVIDER_KEYS, ModelConfig, ProviderConfig
 from .exceptions import ConfigError, GatewayError, NotFoundError, UpstreamError, UpstreamStreamError
 from .http import create_client, create_transport, default_headers, request_errors, stream_errors, timeout, upstream_error
+from .chunks import OpenAIChunks, decode_event
 from .replies import Chunk, ChunkStream, RawReply, Reply
 from .settings import UNKNOWN_NAMED_KEY, Table
 from .sse import SSEDecoder, ServerSentEvent, SSEError
@@ -341,47 +342,10 @@ class HTTPProvider(Provider):
         return OpenAIChunks(self.event_batches(response))
 
 
-class OpenAIChunks:
-    """The `ChunkStream` of an OpenAI-format event stream: its chunks up to ``data: [DONE]``;
-    ``done`` says whether that end marker came (a stream that stops without it was cut)."""
-
-    def __init__(self, batches: AsyncIterator[list[ServerSentEvent]]) -> None:
-        self.done = False
-        self._chunks = self._read(batches)
-
-    def __aiter__(self) -> AsyncIterator[Chunk]:
-        return self._chunks
-
-    async def aclose(self) -> None:
-        await self._chunks.aclose()
-
-    async def _read(self, batches: AsyncIterator[list[ServerSentEvent]]) -> AsyncGenerator[Chunk, None]:
-        async with aclosing(batches) as events:  # type: ignore[type-var]
-            async for batch in events:
-                last = len(batch) - 1
-                for index, event in enumerate(batch):
-                    if event.data == b"[DONE]":
-                        self.done = True
-                        return
-                    more = index < last and batch[index + 1].data != b"[DONE]"
-                    yield Chunk(decode_event(event), event.data, more)
-
-
 def segment(text: str) -> str:
     """``text`` as one URL path segment: every character but unreserved ones percent-encoded, so
     that no model name can add a path segment, a query or a fragment to an upstream URL."""
     return quote(text, safe="-._~:@")
-
-
-def decode_event(event: ServerSentEvent) -> Body:
-    """The JSON object an upstream event carries; `UpstreamStreamError` when it is not one."""
-    try:
-        data = orjson.loads(event.data)
-    except orjson.JSONDecodeError:
-        raise UpstreamStreamError("The upstream sent an event that is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise UpstreamStreamError("The upstream sent an event that is not a JSON object.")
-    return data
 
 
 def _json_reply(content: bytes) -> Reply:
