@@ -254,7 +254,7 @@ PROVIDER_KEYS = {
 def _provider(name: str, table: Table) -> ProviderConfig:
     if "type" not in table:
         raise table.error('is required (e.g. type = "openai")', "type")
-    known = {key: table.value(key, kind) for key, kind in PROVIDER_KEYS.items()}
+    known: dict[str, Any] = {key: table.value(key, kind) for key, kind in PROVIDER_KEYS.items()}
     headers = known.pop("headers") or {}
     if not all(isinstance(v, str) for v in headers.values()):
         raise table.error("values must be strings", "headers")

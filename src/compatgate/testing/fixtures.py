@@ -80,7 +80,8 @@ def gateways() -> Iterator[Gateways]:
     with ExitStack() as stack:
 
         def serve(config: Any, plugins: tuple[object, ...] = (), **options: Any) -> ServedGateway:
-            return stack.enter_context(serve_gateway(config, plugins, **options))
+            served: ServedGateway = stack.enter_context(serve_gateway(config, plugins, **options))
+            return served
 
         yield serve
 
@@ -157,7 +158,7 @@ def postgres_url() -> str:
 
     url = os.environ.get("COMPATGATE_TEST_POSTGRES_URL", POSTGRES_URL)
     try:
-        import asyncpg
+        import asyncpg  # type: ignore[import-untyped]
     except ImportError:
         return require_service("PostgreSQL", url, env="COMPATGATE_TEST_POSTGRES_URL")
 
