@@ -49,7 +49,8 @@ class _Routed:
 
 class Router:
     """Model groups, aliases and wildcard routes with load balancing, retries, fallbacks and
-    cooldowns. ``settings`` is None when the gateway has no ``[plugins.router]`` table."""
+    cooldowns. ``active`` is False (and every hook withdrawn) when the gateway has no
+    ``[plugins.router]`` table; ``planner`` is set by `configure`."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
