@@ -1,47 +1,32 @@
-"""Shared fixtures: a fake upstream and gateways served over real HTTP on loopback."""
+"""The core suite's fixtures beside those of `compatgate.testing.fixtures` (upstream, gateways,
+make_gateway, gw, openai_schema...): its configuration and served-gateway class, and the
+recordings."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from support import FIXTURES, SHARED, Served, gateway_config
+import support
 
-from compatgate.testing import FakeUpstream, OpenAISchema, fake_upstream, serve_gateway
+from compatgate.testing import FakeUpstream
 
 
-@pytest.fixture(scope="session")
-def openai_schema() -> OpenAISchema:
-    return OpenAISchema(SHARED / "spec" / "openai-openapi.yaml")
+@pytest.fixture
+def gateway_config(upstream: tuple[FakeUpstream, str]) -> dict[str, Any]:
+    """What ``make_gateway()`` serves: `support.gateway_config` at the fake upstream."""
+    return support.gateway_config(upstream[1])
+
+
+@pytest.fixture
+def serve_options() -> dict[str, Any]:
+    return {"served": support.Served}
 
 
 @pytest.fixture(scope="session")
 def fixture_bytes() -> Callable[[str], bytes]:
     def read(name: str) -> bytes:
-        return (FIXTURES / name).read_bytes()
+        return (support.FIXTURES / name).read_bytes()
 
     return read
-
-
-@pytest.fixture
-def upstream() -> Iterator[tuple[FakeUpstream, str]]:
-    with fake_upstream() as served:
-        yield served
-
-
-@pytest.fixture
-def make_gateway(upstream: tuple[FakeUpstream, str]) -> Iterator[Callable[..., Served]]:
-    with ExitStack() as stack:
-
-        def make(config: dict[str, Any] | None = None, plugins: tuple[object, ...] = ()) -> Served:
-            config = config or gateway_config(upstream[1])
-            return stack.enter_context(serve_gateway(config, plugins, served=Served))
-
-        yield make
-
-
-@pytest.fixture
-def gw(make_gateway: Callable[..., Served]) -> Served:
-    return make_gateway()

@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 from support import CLIENT_KEY, FIXTURES, Served, UsageLog, gateway_config
 
 from compatgate import (
+    Attempt,
     AuthenticationError,
     Chunk,
     Gateway,
@@ -361,6 +362,50 @@ def test_response_headers_merged_everywhere(make_gateway, upstream, mode: str):
     assert responses["unauthenticated"].headers["x-key"] == "anonymous"
     assert responses["models"].headers["x-from-tracing"] == "models"
     assert responses["models"].headers["x-key"] == "static:0"
+
+
+# -- upstream attempts -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_upstream_attempt_events_frame_each_upstream_call(make_gateway, upstream, mode: str, caplog):
+    fake, _ = upstream
+    events: list[tuple[Any, ...]] = []
+
+    def attempt(ctx: RequestContext, provider: Provider) -> None:
+        assert ctx.route is not None and ctx.route.provider is provider
+        events.append(("attempt", provider.name, len(ctx.attempts), ctx.route.upstream_model))
+
+    def headers(ctx: RequestContext) -> dict[str, str]:
+        events.append(("headers", len(ctx.attempts)))
+        return {"x-attempt": str(len(ctx.attempts) + 1)}
+
+    def done(ctx: RequestContext, attempt: Attempt) -> None:
+        assert ctx.attempts[-1] is attempt
+        events.append(("done", attempt.provider, attempt.upstream_model, attempt.status_code, attempt.error))
+
+    def broken(ctx: RequestContext) -> None:
+        raise RuntimeError("the tracer is down")
+
+    gw = make_gateway(config(upstream[1]), plugins=(
+        plugin(mode, upstream_attempt=attempt, upstream_headers=headers, upstream_attempt_done=done),
+        plugin(mode, upstream_attempt=broken, upstream_attempt_done=broken),  # runs first; isolated
+    ))
+    fake.handler = fake.json_reply(ANSWER)
+    with caplog.at_level(logging.ERROR, logger="compatgate"):
+        assert chat(gw.url).status_code == 200
+        fake.handler = fake.json_reply({"error": {"message": "overloaded", "type": "server_error"}}, status=503)
+        assert chat(gw.url).status_code == 503
+        assert chat(gw.url, model="nope").status_code == 404  # never goes upstream
+        gw.records(3)
+    assert events == [
+        ("attempt", "up", 0, "gpt-4o-2024-08-06"), ("headers", 0), ("done", "up", "gpt-4o-2024-08-06", 200, None),
+        ("attempt", "up", 0, "gpt-4o-2024-08-06"), ("headers", 0),
+        ("done", "up", "gpt-4o-2024-08-06", 503, "overloaded"),
+    ]
+    assert [r.headers["x-attempt"] for r in fake.received] == ["1", "1"]
+    failures = [r for r in caplog.records if "upstream_attempt" in r.getMessage()]
+    assert len(failures) == 4 and all("the tracer is down" in str(r.exc_info[1]) for r in failures)
 
 
 # -- record_usage ----------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from .hookspecs import hookimpl
 from .metering import AudioMeter, ImageMeter, Meter, SpeechMeter, TokenMeter, Units
 from .operations import OPENAI, Conversion, Dialect, Encoder, Operation, form_reader, json_reader
 from .provider import HTTPProvider, Provider, decode_event, segment
+from .relay import stream_error
 from .replies import Answer, Chunk, ChunkStream, RawReply, Reply, Result
 from .signing import Signer
 from .sse import SSEDecoder, ServerSentEvent, encode_event
@@ -91,5 +92,6 @@ __all__ = [
     "json_reader",
     "load_config",
     "segment",
+    "stream_error",
     "withdraw_hooks",
 ]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .exceptions import ConfigError
-from .hints import did_you_mean
+from .settings import Table
 
 __all__ = [
     "LOG_LEVELS",
@@ -164,80 +164,73 @@ def load_config(config: str | os.PathLike[str] | Mapping[str, Any] | Config) -> 
 
 
 def _parse(raw: Mapping[str, Any], source: str) -> Config:
-    data = _expand(raw, "")
-    _only(data, "", {"gateway", "providers", "models", "plugins"}, source)
-    gateway = _gateway(_table(data, "gateway", source), source)
-    providers = {
-        name: _provider(name, _as_table(table, f"providers.{name}", source), source)
-        for name, table in _table(data, "providers", source).items()
-    }
-    models_raw = data.get("models", [])
-    if not isinstance(models_raw, list):
-        raise ConfigError(f"{source}: 'models' must be an array of tables ([[models]])")
-    models = tuple(
-        _model(i, _as_table(entry, f"models[{i}]", source), providers, source)
-        for i, entry in enumerate(models_raw)
-    )
+    data = Table(_expand(raw, ""), "", source)
+    data.only({"gateway", "providers", "models", "plugins"})
+    gateway = _gateway(data.table("gateway"))
+    providers = {name: _provider(name, table) for name, table in _tables(data.table("providers"))}
+    models = tuple(_model(i, entry, providers) for i, entry in enumerate(data.tables("models")))
     seen: set[str] = set()
     for model in models:
         if model.name in seen:
             raise ConfigError(f"{source}: model {model.name!r} is defined twice in [[models]]")
         seen.add(model.name)
-    plugins = {
-        name: _as_table(table, f"plugins.{name}", source)
-        for name, table in _table(data, "plugins", source).items()
-    }
+    plugins = {name: dict(table) for name, table in _tables(data.table("plugins"))}
     return Config(gateway, providers, models, PluginTables(plugins), source)
 
 
-def _gateway(table: dict[str, Any], source: str) -> GatewaySettings:
-    allowed = {"api_keys", "max_request_bytes", "load_entrypoints", "access_log", "log_prompts",
-               "max_upload_bytes", "response_store", "response_store_path", "response_store_url",
-               "response_store_ttl_days", "response_store_max_bytes", "default_max_output_tokens",
-               "keepalive_seconds", "secret", "log_level", "shutdown_grace_seconds"}
-    _only(table, "gateway", allowed, source)
+def _tables(table: Table) -> Iterator[tuple[str, Table]]:
+    """The tables a table holds by name (``[providers.<name>]``), each checked to be one."""
+    for name, value in table.items():
+        yield name, Table(value, table.path(name), table.source)
+
+
+def _gateway(table: Table) -> GatewaySettings:
+    table.only({"api_keys", "max_request_bytes", "load_entrypoints", "access_log", "log_prompts",
+                "max_upload_bytes", "response_store", "response_store_path", "response_store_url",
+                "response_store_ttl_days", "response_store_max_bytes", "default_max_output_tokens",
+                "keepalive_seconds", "secret", "log_level", "shutdown_grace_seconds"})
     keys = table.get("api_keys", [])
     if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
-        raise ConfigError(f"{source}: gateway.api_keys must be an array of non-empty strings")
-    size = _typed(table, "gateway", "max_request_bytes", int, DEFAULT_MAX_REQUEST_BYTES, source)
+        raise table.error("must be an array of non-empty strings", "api_keys")
+    size = table.value("max_request_bytes", int, DEFAULT_MAX_REQUEST_BYTES)
     if size <= 0:
-        raise ConfigError(f"{source}: gateway.max_request_bytes must be positive")
-    entrypoints = _typed(table, "gateway", "load_entrypoints", bool, True, source)
-    access_log = _typed(table, "gateway", "access_log", str, "text", source)
+        raise table.error("must be positive", "max_request_bytes")
+    entrypoints = table.value("load_entrypoints", bool, True)
+    access_log = table.value("access_log", str, "text")
     if access_log not in ("text", "json", "off"):
-        raise ConfigError(f"{source}: gateway.access_log must be \"text\", \"json\" or \"off\"")
-    prompts = _typed(table, "gateway", "log_prompts", bool, False, source)
-    upload = _typed(table, "gateway", "max_upload_bytes", int, DEFAULT_MAX_UPLOAD_BYTES, source)
+        raise table.error('must be "text", "json" or "off"', "access_log")
+    prompts = table.value("log_prompts", bool, False)
+    upload = table.value("max_upload_bytes", int, DEFAULT_MAX_UPLOAD_BYTES)
     if upload <= 0:
-        raise ConfigError(f"{source}: gateway.max_upload_bytes must be positive")
-    store = _typed(table, "gateway", "response_store", str, "sqlite", source)
+        raise table.error("must be positive", "max_upload_bytes")
+    store = table.value("response_store", str, "sqlite")
     if store not in ("sqlite", "postgres", "off"):
-        raise ConfigError(f"{source}: gateway.response_store must be \"sqlite\", \"postgres\" or \"off\"")
-    store_url = _typed(table, "gateway", "response_store_url", str, None, source)
+        raise table.error('must be "sqlite", "postgres" or "off"', "response_store")
+    store_url = table.value("response_store_url", str)
     if store == "postgres" and not store_url:
-        raise ConfigError(f"{source}: gateway.response_store = \"postgres\" needs gateway.response_store_url")
-    ttl = _typed(table, "gateway", "response_store_ttl_days", float, 30.0, source)
-    store_bytes = _typed(table, "gateway", "response_store_max_bytes", int, DEFAULT_STORE_BYTES_PER_KEY, source)
-    cap = _typed(table, "gateway", "default_max_output_tokens", int, None, source)
-    keepalive = _typed(table, "gateway", "keepalive_seconds", float, 15.0, source)
+        raise table.error('= "postgres" needs gateway.response_store_url', "response_store")
+    ttl = table.value("response_store_ttl_days", float, 30.0)
+    store_bytes = table.value("response_store_max_bytes", int, DEFAULT_STORE_BYTES_PER_KEY)
+    cap = table.value("default_max_output_tokens", int)
+    keepalive = table.value("keepalive_seconds", float, 15.0)
     for key, value in (("response_store_ttl_days", ttl), ("response_store_max_bytes", store_bytes),
                        ("default_max_output_tokens", cap if cap is not None else 1)):
         if value <= 0:
-            raise ConfigError(f"{source}: gateway.{key} must be positive")
+            raise table.error("must be positive", key)
     if keepalive < 0:
-        raise ConfigError(f"{source}: gateway.keepalive_seconds must be 0 (off) or a positive number of seconds")
-    secret = _typed(table, "gateway", "secret", str, None, source)
+        raise table.error("must be 0 (off) or a positive number of seconds", "keepalive_seconds")
+    secret = table.value("secret", str)
     if secret is not None and len(secret) < 16:
-        raise ConfigError(f"{source}: gateway.secret must be at least 16 characters long")
-    log_level = _typed(table, "gateway", "log_level", str, "info", source)
+        raise table.error("must be at least 16 characters long", "secret")
+    log_level = table.value("log_level", str, "info")
     if log_level.lower() not in LOG_LEVELS:
-        raise ConfigError(f"{source}: gateway.log_level must be one of {', '.join(LOG_LEVELS)}")
-    grace = _typed(table, "gateway", "shutdown_grace_seconds", float, DEFAULT_SHUTDOWN_GRACE_SECONDS, source)
+        raise table.error(f"must be one of {', '.join(LOG_LEVELS)}", "log_level")
+    grace = table.value("shutdown_grace_seconds", float, DEFAULT_SHUTDOWN_GRACE_SECONDS)
     if grace < 0:
-        raise ConfigError(f"{source}: gateway.shutdown_grace_seconds must be zero or more seconds")
+        raise table.error("must be zero or more seconds", "shutdown_grace_seconds")
     return GatewaySettings(
         tuple(keys), size, entrypoints, access_log, prompts, upload, store,
-        _typed(table, "gateway", "response_store_path", str, "compatgate-responses.sqlite3", source),
+        table.value("response_store_path", str, "compatgate-responses.sqlite3"),
         store_url, ttl, store_bytes, cap, keepalive, secret, log_level.lower(), grace,
     )
 
@@ -258,46 +251,40 @@ PROVIDER_KEYS = {
 }
 
 
-def _provider(name: str, table: dict[str, Any], source: str) -> ProviderConfig:
-    where = f"providers.{name}"
+def _provider(name: str, table: Table) -> ProviderConfig:
     if "type" not in table:
-        raise ConfigError(f"{source}: {where}.type is required (e.g. type = \"openai\")")
-    known = {key: _typed(table, where, key, kind, None, source) for key, kind in PROVIDER_KEYS.items()}
+        raise table.error('is required (e.g. type = "openai")', "type")
+    known: dict[str, Any] = {key: table.value(key, kind) for key, kind in PROVIDER_KEYS.items()}
     headers = known.pop("headers") or {}
     if not all(isinstance(v, str) for v in headers.values()):
-        raise ConfigError(f"{source}: {where}.headers values must be strings")
+        raise table.error("values must be strings", "headers")
     if known["transport"] not in (None, "aiohttp", "httpx"):
-        raise ConfigError(f"{source}: {where}.transport must be \"aiohttp\" or \"httpx\"")
+        raise table.error('must be "aiohttp" or "httpx"', "transport")
     for key in ("first_token_timeout", "total_timeout"):
         if known[key] is not None and known[key] <= 0:
-            raise ConfigError(f"{source}: {where}.{key} must be a positive number of seconds")
+            raise table.error("must be a positive number of seconds", key)
     if known["base_url"] is not None:
-        _check_base_url(known["base_url"], f"{where}.base_url", source)
+        _check_base_url(known["base_url"], table.path("base_url"), table.source or "<dict>")
     options = {key: value for key, value in table.items() if key not in PROVIDER_KEYS}
     given = {key: value for key, value in known.items() if value is not None}
     return ProviderConfig(name=name, headers=headers, options=options, **given)
 
 
-def _model(
-    index: int, table: dict[str, Any], providers: Mapping[str, ProviderConfig], source: str
-) -> ModelConfig:
-    where = f"models[{index}]"
-    name = _typed(table, where, "name", str, None, source)
-    provider = _typed(table, where, "provider", str, None, source)
+def _model(index: int, table: Table, providers: Mapping[str, ProviderConfig]) -> ModelConfig:
+    name = table.value("name", str)
+    provider = table.value("provider", str)
     if not name or not provider:
-        raise ConfigError(f"{source}: {where} needs both 'name' and 'provider'")
+        raise table.error("needs both 'name' and 'provider'")
     if provider not in providers:
         known = ", ".join(sorted(providers)) or "none"
-        raise ConfigError(
-            f"{source}: {where} ({name!r}) names provider {provider!r}, which is not defined "
-            f"in [providers] (defined: {known})"
-        )
-    upstream = _typed(table, where, "upstream_model", str, name, source)
-    owned_by = _typed(table, where, "owned_by", str, None, source)
-    created = _typed(table, where, "created", int, 0, source)
-    cap = _typed(table, where, "max_output_tokens", int, None, source)
+        raise table.error(f"({name!r}) names provider {provider!r}, which is not defined in [providers] "
+                          f"(defined: {known})")
+    upstream = table.value("upstream_model", str, name)
+    owned_by = table.value("owned_by", str)
+    created = table.value("created", int, 0)
+    cap = table.value("max_output_tokens", int)
     if cap is not None and cap <= 0:
-        raise ConfigError(f"{source}: {where}.max_output_tokens must be positive")
+        raise table.error("must be positive", "max_output_tokens")
     options = {key: value for key, value in table.items() if key not in MODEL_KEYS}
     return ModelConfig(name, provider, upstream, owned_by, created, options, cap)
 
@@ -350,35 +337,4 @@ def _variable(match: re.Match[str], where: str) -> str:
         return default
     if value is None:
         raise ConfigError(f"environment variable {name} is not set (needed by {where})")
-    return value
-
-
-def _table(data: Mapping[str, Any], key: str, source: str) -> dict[str, Any]:
-    return _as_table(data.get(key, {}), key, source)
-
-
-def _as_table(value: Any, where: str, source: str) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{source}: {where} must be a table")
-    return dict(value)
-
-
-def _only(table: Mapping[str, Any], where: str, allowed: set[str], source: str) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        place = f"{where}." if where else ""
-        raise ConfigError(
-            f"{source}: unknown key {place}{unknown[0]}{did_you_mean(unknown[0], allowed)} "
-            f"(allowed here: {', '.join(sorted(allowed))})"
-        )
-
-
-def _typed(table: Mapping[str, Any], where: str, key: str, kind: type, default: Any, source: str) -> Any:
-    if key not in table:
-        return default
-    value = table[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind is not bool and isinstance(value, bool) or not isinstance(value, kind):
-        raise ConfigError(f"{source}: {where}.{key} must be of type {kind.__name__}")
     return value

@@ -121,6 +121,14 @@ class RequestContext:
         self.first_token_at: float | None = None
 
     @property
+    def upstream_method(self) -> str:
+        """The `Provider` method that sends the request upstream: ``"chat_completions"`` when
+        it is served through Chat Completions, else its operation's (``""`` outside one)."""
+        if self.via_chat:
+            return "chat_completions"
+        return self.operation.method if self.operation is not None else ""
+
+    @property
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
 

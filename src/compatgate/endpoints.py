@@ -106,8 +106,7 @@ class Pipeline:
     async def call(self, ctx: RequestContext) -> Reply | Any:
         """Send ``ctx.sent`` upstream through the `wrap_upstream` chain."""
         assert ctx.route is not None
-        provider = ctx.route.provider
-        method = "chat_completions" if ctx.via_chat else self.operation.method
+        provider, method = ctx.route.provider, ctx.upstream_method
 
         async def send(ctx: RequestContext, body: Body) -> Any:
             if self.operation.websocket:  # a session, not an answer: no answer timeouts

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .gateway import Gateway
     from .hookspecs import UpstreamCall
     from .provider import Provider
-    from .usage import UsageRecord
+    from .usage import Attempt, UsageRecord
 
 __all__ = ["DEFAULT_PLUGINS", "Hooks", "create_plugin_manager", "import_plugin", "plugin_name", "withdraw_hooks"]
 
@@ -367,6 +367,12 @@ class Hooks:
 
     async def response_headers(self, *, ctx: RequestContext) -> list[Mapping[str, str] | None]:
         return cast("list[Mapping[str, str] | None]", await self.call("response_headers", ctx=ctx))
+
+    async def upstream_attempt(self, *, ctx: RequestContext, provider: Provider) -> None:
+        await self.call("upstream_attempt", ctx=ctx, provider=provider)
+
+    async def upstream_attempt_done(self, *, ctx: RequestContext, provider: Provider, attempt: Attempt) -> None:
+        await self.call("upstream_attempt_done", ctx=ctx, provider=provider, attempt=attempt)
 
     async def upstream_headers(self, *, ctx: RequestContext, provider: Provider) -> list[Mapping[str, str] | None]:
         return cast("list[Mapping[str, str] | None]", await self.call("upstream_headers", ctx=ctx, provider=provider))

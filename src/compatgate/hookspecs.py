@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .operations import Operation
     from .provider import Provider
     from .replies import ChunkStream, RawReply, Reply
-    from .usage import UsageRecord
+    from .usage import Attempt, UsageRecord
 
     UpstreamCall = Callable[[RequestContext, dict[str, Any]], Awaitable[Reply | ChunkStream | RawReply]]
 
@@ -272,6 +272,19 @@ def response_headers(
 
 
 @hookspec
+@combine("isolated")
+def upstream_attempt(ctx: RequestContext, provider: Provider) -> Awaitable[None] | None:
+    """An `HTTPProvider` is about to call its upstream: once per upstream call, so a router's
+    retries and fallbacks are attempts too. ``len(ctx.attempts)`` is the index the call will
+    have in ``ctx.attempts``; ``ctx.route`` is where it goes. `upstream_headers` runs right
+    after and may read what this set up (e.g. a tracing span whose context goes upstream).
+
+    May be async; every implementation is awaited, in order; an exception is logged and the
+    others still run. When no plugin implements it, nothing is called.
+    """
+
+
+@hookspec
 @combine("each")
 def upstream_headers(
     ctx: RequestContext, provider: Provider
@@ -280,6 +293,20 @@ def upstream_headers(
 
     May be async; every implementation is called and the mappings are merged in order; a
     header the provider sets itself (authentication) or an earlier plugin set is kept.
+    """
+
+
+@hookspec
+@combine("isolated")
+def upstream_attempt_done(ctx: RequestContext, provider: Provider, attempt: Attempt) -> Awaitable[None] | None:
+    """The upstream call `upstream_attempt` announced has its response headers, or failed:
+    ``attempt`` is what was just appended to ``ctx.attempts`` (status, error, milliseconds to
+    the headers). A streamed body is still to be read; `record_usage` tells how the request
+    ended, and may see the attempt marked failed since (a stream that broke before its first
+    chunk). Not called for a call cancelled on the way (a timeout, the client leaving).
+
+    May be async; every implementation is awaited, in order; an exception is logged and the
+    others still run. When no plugin implements it, nothing is called.
     """
 
 

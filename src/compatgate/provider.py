@@ -21,14 +21,16 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
+import anyio
 import httpx2
 import orjson
 
 from .config import MODEL_KEYS, PROVIDER_KEYS, ModelConfig, ProviderConfig
 from .exceptions import ConfigError, GatewayError, NotFoundError, UpstreamError, UpstreamStreamError
-from .hints import did_you_mean
 from .http import create_client, create_transport, default_headers, request_errors, stream_errors, timeout, upstream_error
+from .chunks import OpenAIChunks, decode_event
 from .replies import Chunk, ChunkStream, RawReply, Reply
+from .settings import UNKNOWN_NAMED_KEY, Table
 from .sse import SSEDecoder, ServerSentEvent, SSEError
 from .uploads import Form
 from .usage import Attempt
@@ -223,9 +225,13 @@ class HTTPProvider(Provider):
         """POST ``body`` as JSON (a `Form` as multipart/form-data, its upload streamed) with
         `headers` and those of the `upstream_headers` hooks; an
         upstream error status becomes an `UpstreamError` (keeping its ``Retry-After``). The
-        call is recorded in ``ctx.attempts``."""
-        headers = {**self._base_headers, **self.headers(ctx)}
+        call is recorded in ``ctx.attempts``, between the `upstream_attempt` and
+        `upstream_attempt_done` hooks."""
         hooks = ctx.gateway.hooks
+        watched = hooks.implemented("upstream_attempt_done")
+        if hooks.implemented("upstream_attempt"):
+            await hooks.upstream_attempt(ctx=ctx, provider=self)
+        headers = {**self._base_headers, **self.headers(ctx)}
         if hooks.implemented("upstream_headers"):
             for extra in await hooks.upstream_headers(ctx=ctx, provider=self):
                 for name, value in (extra or {}).items():
@@ -262,12 +268,23 @@ class HTTPProvider(Provider):
                     raise error
         except GatewayError as exc:
             elapsed = (time.perf_counter() - started) * 1000.0
-            ctx.attempts.append(Attempt(self.name, model, exc.status_code, exc.message, elapsed))
+            attempt = Attempt(self.name, model, exc.status_code, exc.message, elapsed)
+            ctx.attempts.append(attempt)
+            if watched:
+                await hooks.upstream_attempt_done(ctx=ctx, provider=self, attempt=attempt)
             if isinstance(body, Form) and body.failure is not None:
                 raise body.failure from None  # the client's upload broke off, not the upstream
             raise
         elapsed = (time.perf_counter() - started) * 1000.0
-        ctx.attempts.append(Attempt(self.name, model, response.status_code, None, elapsed))
+        attempt = Attempt(self.name, model, response.status_code, None, elapsed)
+        ctx.attempts.append(attempt)
+        if watched:
+            try:
+                await hooks.upstream_attempt_done(ctx=ctx, provider=self, attempt=attempt)
+            except BaseException:  # cancelled meanwhile: the response would be nobody's to close
+                with anyio.CancelScope(shield=True):
+                    await response.aclose()
+                raise
         return response
 
     async def post_json(self, ctx: RequestContext, path: str, body: Body) -> Reply:
@@ -326,47 +343,10 @@ class HTTPProvider(Provider):
         return OpenAIChunks(self.event_batches(response))
 
 
-class OpenAIChunks:
-    """The `ChunkStream` of an OpenAI-format event stream: its chunks up to ``data: [DONE]``;
-    ``done`` says whether that end marker came (a stream that stops without it was cut)."""
-
-    def __init__(self, batches: AsyncGenerator[list[ServerSentEvent], None]) -> None:
-        self.done = False
-        self._chunks = self._read(batches)
-
-    def __aiter__(self) -> AsyncIterator[Chunk]:
-        return self._chunks
-
-    async def aclose(self) -> None:
-        await self._chunks.aclose()
-
-    async def _read(self, batches: AsyncGenerator[list[ServerSentEvent], None]) -> AsyncGenerator[Chunk, None]:
-        async with aclosing(batches) as events:
-            async for batch in events:
-                last = len(batch) - 1
-                for index, event in enumerate(batch):
-                    if event.data == b"[DONE]":
-                        self.done = True
-                        return
-                    more = index < last and batch[index + 1].data != b"[DONE]"
-                    yield Chunk(decode_event(event), event.data, more)
-
-
 def segment(text: str) -> str:
     """``text`` as one URL path segment: every character but unreserved ones percent-encoded, so
     that no model name can add a path segment, a query or a fragment to an upstream URL."""
     return quote(text, safe="-._~:@")
-
-
-def decode_event(event: ServerSentEvent) -> Body:
-    """The JSON object an upstream event carries; `UpstreamStreamError` when it is not one."""
-    try:
-        data = orjson.loads(event.data)
-    except orjson.JSONDecodeError:
-        raise UpstreamStreamError("The upstream sent an event that is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise UpstreamStreamError("The upstream sent an event that is not a JSON object.")
-    return data
 
 
 def _json_reply(content: bytes) -> Reply:
@@ -381,13 +361,10 @@ def _json_reply(content: bytes) -> Reply:
 
 def _check_options(allowed: Mapping[str, type], given: Mapping[str, Any], where: str,
                    common: Iterable[str], type_: str) -> None:
-    for key, value in given.items():
-        kind = allowed.get(key)
-        if kind is None:
-            names, hint = ", ".join(sorted(allowed)) or "none", did_you_mean(key, [*common, *allowed])
-            raise ConfigError(f"unknown key {key!r} in {where}{hint} (keys of every entry: "
-                              f"{', '.join(sorted(common))}; extra keys of type {type_!r}: {names})")
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            continue
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise ConfigError(f"{where}.{key} must be of type {kind.__name__}")
+    """Check a provider table's (or a ``[[models]]`` entry's) extra keys against its type's."""
+    table = Table(given, where)
+    listed = (f"keys of every entry: {', '.join(sorted(common))}; "
+              f"extra keys of type {type_!r}: {', '.join(sorted(allowed)) or 'none'}")
+    table.only([*common, *allowed], message=UNKNOWN_NAMED_KEY, listed=listed)
+    for key, kind in allowed.items():
+        table.value(key, kind)

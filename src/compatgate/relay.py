@@ -25,7 +25,7 @@ import anyio
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from .exceptions import GatewayError, UpstreamError, UpstreamStreamError
+from .exceptions import GatewayError, UpstreamStreamError
 from .replies import Answer, Chunk, ChunkStream, Result
 from .sse import encode_event
 from .usage import Outcome, Usage, estimate_prompt_tokens, estimate_tokens
@@ -268,20 +268,23 @@ def _generated(delta: dict[str, Any]) -> int:
     return size
 
 
-def stream_error(error: Any) -> UpstreamError:
-    """The `UpstreamStreamError` for an error object an upstream sent inside a stream (OpenAI's
-    ``{"error": {...}}`` event, or a bare message); the gateway scrubs it before it goes out."""
-    if isinstance(error, dict):
-        given = error.get("message")
-        message = given if isinstance(given, str) else "Upstream stream error."
-        code = error.get("code")
-        return UpstreamStreamError(
-            message,
-            type=error.get("type") if isinstance(error.get("type"), str) else None,
-            code=str(code) if code is not None else None,
-            param=error.get("param") if isinstance(error.get("param"), str) else None,
-        )
-    return UpstreamStreamError(str(error))
+def stream_error(error: Any) -> UpstreamStreamError:
+    """The `UpstreamStreamError` for an error an upstream sent inside a stream: OpenAI's
+    ``{"error": {...}}`` event's object (its message, type, code and param kept), or a bare
+    message. The relay and a router peeking at a stream's first chunk both read it so; the
+    gateway scrubs it of secrets before it goes out."""
+    if not isinstance(error, dict):
+        return UpstreamStreamError(str(error) or _STREAM_FAILED)
+    message, kind, code, param = error.get("message"), error.get("type"), error.get("code"), error.get("param")
+    return UpstreamStreamError(
+        message if isinstance(message, str) and message else _STREAM_FAILED,
+        type=kind if isinstance(kind, str) else None,
+        code=str(code) if code is not None else None,
+        param=param if isinstance(param, str) else None,
+    )
+
+
+_STREAM_FAILED = "The upstream stream failed."
 
 
 async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:

@@ -1,5 +1,6 @@
-"""Fixtures: databases (an SQLite file, a fresh PostgreSQL schema), a fake upstream, the console
-served as ``compatgate serve`` serves it."""
+"""Fixtures beside those of `compatgate.testing.fixtures` (postgres_url...): databases (an SQLite
+file, a fresh PostgreSQL schema), a fake upstream answering chat, the console served as
+``compatgate serve`` serves it."""
 
 from __future__ import annotations
 
@@ -12,23 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from compatgate.testing import FakeUpstream, fake_upstream, require_service
+from compatgate.testing import FakeUpstream, fake_upstream
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from console_support import POSTGRES_URL, Database, upstream_handler
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> str:
-    import asyncpg
-
-    async def probe() -> None:
-        connection = await asyncpg.connect(POSTGRES_URL, timeout=5)
-        await connection.close()
-
-    return require_service("PostgreSQL", POSTGRES_URL, probe=lambda: asyncio.run(probe()),
-                           env="COMPATGATE_TEST_POSTGRES_URL")
+from console_support import Database, upstream_handler
 
 
 def _postgres(url: str) -> Iterator[Database]:

@@ -1,16 +1,16 @@
-"""Fixtures: a fake upstream, gateways served on loopback, the in-memory span exporter."""
+"""Fixtures beside those of `compatgate.testing.fixtures` (upstream, gateways...): gateways
+served with a ``[plugins.otel]`` table, the in-memory span exporter."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from compatgate.testing import FakeUpstream, fake_upstream, serve_gateway
+from compatgate.testing import FakeUpstream
 
 # --import-mode=importlib puts no test folder on sys.path: make otel_support importable
 # (and nameable as ``tracer_provider = "otel_support:tracer_provider"``).
@@ -27,20 +27,12 @@ def exporter() -> Iterator[None]:
 
 
 @pytest.fixture
-def upstream() -> Iterator[tuple[FakeUpstream, str]]:
-    with fake_upstream() as served:
-        yield served
-
-
-@pytest.fixture
-def make_gateway(upstream: tuple[FakeUpstream, str]) -> Iterator[Callable[..., Served]]:
+def make_gateway(upstream: tuple[FakeUpstream, str], gateways: Callable[..., Served]) -> Callable[..., Served]:
     """``make(otel={...})``: a served gateway with that ``[plugins.otel]`` table (None: no
     table); by default the entry-point plugin, tracing to the in-memory exporter."""
-    with ExitStack() as stack:
 
-        def make(otel: dict[str, Any] | None = None, *, config: dict[str, Any] | None = None,
-                 plugins: tuple[object, ...] = ()) -> Served:
-            config = config or gateway_config(upstream[1], otel)
-            return stack.enter_context(serve_gateway(config, plugins, usage_log=False, served=Served))
+    def make(otel: dict[str, Any] | None = None, *, config: dict[str, Any] | None = None,
+             plugins: tuple[object, ...] = ()) -> Served:
+        return gateways(config or gateway_config(upstream[1], otel), plugins, usage_log=False, served=Served)
 
-        yield make
+    return make

@@ -214,6 +214,39 @@ def test_a_child_span_per_attempt(make_gateway, upstream):
     assert server.attributes["gen_ai.provider.name"] == "azure.ai.openai"
 
 
+def test_a_router_fallback_traces_each_deployment_it_tries(make_gateway, upstream):
+    """Each try of the router is an upstream attempt of its own: a span named after the
+    deployment's model, whose context went upstream with that try."""
+    fake, url = upstream
+    replies = iter([fake.json_reply({"error": {"message": "overloaded", "type": "server_error"}}, status=503),
+                    fake.json_reply(chat_answer())])
+
+    async def handler(request, send):
+        await next(replies)(request, send)
+
+    fake.handler = handler
+    config = gateway_config(url, TRACED)
+    config["providers"] = {name: {**config["providers"]["up"]} for name in ("primary", "backup")}
+    config["models"] = []
+    config["plugins"]["router"] = {"strategy": "ordered", "groups": {"gpt-4o": {"deployments": [
+        {"provider": "primary", "upstream_model": "primary-model"},
+        {"provider": "backup", "upstream_model": "backup-model"}]}}}
+    gw = make_gateway(config=config)
+    gw.client(traceparent=TRACEPARENT).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    server, (failed, ok) = one_request(finished_spans(1))
+    assert [r.json["model"] for r in fake.received] == ["primary-model", "backup-model"]
+    for attempt, received in zip((failed, ok), fake.received, strict=True):
+        assert attempt.parent.span_id == span_id(server)
+        assert traceparent(received.headers["traceparent"]) == (TRACE_ID, span_id(attempt))
+    assert (failed.name, ok.name) == ("chat primary-model", "chat backup-model")
+    assert failed.attributes["compatgate.provider"] == "primary" and ok.attributes["compatgate.provider"] == "backup"
+    assert failed.status.status_code is StatusCode.ERROR and failed.attributes["error.type"] == "503"
+    assert failed.end_time <= ok.start_time and ok.attributes["compatgate.attempt.number"] == 2
+    assert ok.attributes["gen_ai.usage.input_tokens"] == 12 and "gen_ai.usage.input_tokens" not in failed.attributes
+    assert server.attributes["compatgate.provider"] == "backup" and server.attributes["compatgate.attempts"] == 2
+    assert server.attributes["compatgate.upstream_model"] == "backup-model"
+
+
 def test_client_abort_mid_stream(make_gateway, upstream):
     fake, _ = upstream
     fake.handler = fake.sse_reply(chat_stream(["one ", "two "], done=False), then="stall", stall=30)

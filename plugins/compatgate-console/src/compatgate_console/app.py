@@ -9,24 +9,23 @@ response. Routes are listed in `routes`, each behind `auth.guard`.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import Receive, Scope, Send
 
 from compatgate_billing import Billing, Store
-from compatgate_billing.pricing import format_micro
 from compatgate_billing.reports import LedgerReports
 
 from . import views_auth, views_gateway, views_keys, views_log, views_usage
+from .formats import date, money, ms, num, when
 from .security import SecurityHeaders
 from .series import SeriesCache
 from .session import Sessions, SignInLimiter
@@ -101,7 +100,7 @@ class ConsoleApp:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
-        environment.filters.update(money=_money, num=_num, when=_when, ms=_ms, date=_date)
+        environment.filters.update(money=money, num=num, when=when, ms=ms, date=date)
         environment.globals["url_for"] = _path_for
         environment.globals["table_rows"] = _table_rows
         self.templates = Jinja2Templates(env=environment)
@@ -169,34 +168,3 @@ def _table_rows(chart: dict[str, Any]) -> list[tuple[int, list[float]]]:
     """The rows of a chart's table: each time bucket that has a value, with each series' value."""
     columns = [series["values"] for series in chart["series"]]
     return [(t, values) for t, *values in zip(chart["t"], *columns, strict=True) if any(values)]
-
-
-def _money(micro: int | None) -> str:
-    if micro is None:
-        return "—"
-    text = format_micro(micro).rstrip("0")
-    whole, _, fraction = text.partition(".")
-    return f"{int(whole):,}.{fraction.ljust(2, '0')}" if not whole.startswith("-") else \
-        f"-{int(whole[1:]):,}.{fraction.ljust(2, '0')}"
-
-
-def _num(value: int | float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
-
-
-def _when(ms: int | None) -> str:
-    if ms is None:
-        return "—"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _date(ms: int | None) -> str:
-    return "never" if ms is None else datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
-
-
-def _ms(value: int | None) -> str:
-    return "—" if value is None else f"{value:,} ms"
-
-

@@ -8,9 +8,9 @@ not start.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from compatgate import Config, ConfigError
+from compatgate import Config
+from compatgate.settings import Table
 
 __all__ = ["PLUGIN_NAME", "ConsoleSettings", "parse_settings"]
 
@@ -34,38 +34,30 @@ def parse_settings(config: Config) -> ConsoleSettings | None:
     """The console settings of ``config``; None without a ``[plugins.console]`` table."""
     if PLUGIN_NAME not in config.plugins:
         return None
-    table: dict[str, Any] = dict(config.plugin(PLUGIN_NAME))
-
-    def fail(message: str) -> ConfigError:
-        return ConfigError(f"{config.source}: {_WHERE}.{message}")
-
+    table = Table(config.plugin(PLUGIN_NAME), _WHERE, config.source)
     if "billing" not in config.plugins:
-        raise ConfigError(
-            f"{config.source}: {_WHERE} needs the billing plugin (compatgate-billing): add a "
-            "[plugins.billing] table (the console shows and changes its keys and ledger)"
-        )
-    unknown = sorted(set(table) - _KEYS)
-    if unknown:
-        raise fail(f"{unknown[0]}: unknown key (allowed: {', '.join(sorted(_KEYS))})")
+        raise table.error("needs the billing plugin (compatgate-billing): add a [plugins.billing] table "
+                          "(the console shows and changes its keys and ledger)")
+    table.only(_KEYS, message="{path}: unknown key{hint} (allowed: {allowed})")
     title = table.get("title", "compatgate")
     if not isinstance(title, str) or not 0 < len(title) <= 60:
-        raise fail("title must be a string of 1 to 60 characters")
+        raise table.error("must be a string of 1 to 60 characters", "title")
     hours = table.get("session_hours", 8.0)
     if isinstance(hours, bool) or not isinstance(hours, int | float) or not 0 < hours <= 24 * 30:
-        raise fail("session_hours must be a number of hours above 0 and at most 720")
+        raise table.error("must be a number of hours above 0 and at most 720", "session_hours")
     attempts = table.get("signin_attempts_per_minute", 10)
     if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 10_000:
-        raise fail("signin_attempts_per_minute must be an integer from 1 to 10000")
+        raise table.error("must be an integer from 1 to 10000", "signin_attempts_per_minute")
     page = table.get("page_size", 50)
     if isinstance(page, bool) or not isinstance(page, int) or not 10 <= page <= 1000:
-        raise fail("page_size must be an integer from 10 to 1000")
+        raise table.error("must be an integer from 10 to 1000", "page_size")
     base = table.get("public_base_url")
     if base is not None and (
         not isinstance(base, str) or not base.startswith(("http://", "https://")) or "@" in base
     ):
-        raise fail(
-            "public_base_url must be the API's http(s) URL as clients reach it, without "
-            "credentials (e.g. https://llm.example.com/v1)"
+        raise table.error(
+            "must be the API's http(s) URL as clients reach it, without credentials "
+            "(e.g. https://llm.example.com/v1)", "public_base_url"
         )
     return ConsoleSettings(
         title=title,

@@ -18,7 +18,7 @@ from compatgate_billing.changes import KeyChanges, search_keys, set_budget, upda
 from compatgate_billing.manage import parse_amount, parse_time
 
 from .auth import console_of, guard
-from .views_usage import RANGES, _range, charts, example_context, usage_of
+from .views_usage import RANGES, charts, example_context, range_of, usage_of
 
 __all__ = ["create_key", "key_action", "key_list", "key_page", "new_key"]
 
@@ -119,7 +119,7 @@ async def key_page(request: Request) -> Response:
 async def _render_key(request: Request, key: Any, error: str | None, status: int = 200) -> Response:
     console = console_of(request)
     store = await console.store()
-    range_ = _range(request, "month")
+    range_ = range_of(request, "month")
     usage = await usage_of(request, range_, "model", key.id)
     ratelimit = key.metadata.get("ratelimit")
     return console.render(request, "key.html", {

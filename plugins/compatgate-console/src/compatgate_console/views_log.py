@@ -21,6 +21,7 @@ from compatgate_billing.pricing import format_micro
 from compatgate_billing.reports import STATUSES, LogFilter, LogRow
 
 from .auth import console_of, guard
+from .formats import when
 
 __all__ = ["log_csv", "log_data", "log_page", "my_log_csv", "my_log_data", "my_log_page"]
 
@@ -119,10 +120,8 @@ def _csv(request: Request, key_id: str | None) -> Response:
 
 
 def _csv_row(row: LogRow) -> tuple[Any, ...]:
-    from .app import _when
-
     return (
-        _when(row.created_ms) + "Z", row.request_id, row.key_id, row.endpoint, row.model,
+        when(row.created_ms) + "Z", row.request_id, row.key_id, row.endpoint, row.model,
         row.provider or "", row.status, row.status_code, row.prompt_tokens, row.completion_tokens,
         row.total_tokens, format_micro(row.cost_micro), format_micro(row.charged_micro), row.latency_ms,
         "" if row.ttft_ms is None else row.ttft_ms, row.finish_reason or "", row.error or "",

@@ -15,13 +15,13 @@ from .auth import console_of, guard
 from .examples import ENV_VAR, examples
 from .series import RANGES, Range, Usage, build_usage
 
-__all__ = ["key_usage_data", "my_key", "my_usage_data", "overview", "usage_data"]
+__all__ = ["key_usage_data", "my_key", "my_usage_data", "overview", "range_of", "usage_data"]
 
 DIMENSIONS = {"model": "Model", "key": "Key", "provider": "Provider"}
 SUMMARY_ROWS = 50
 
 
-def _range(request: Request, default: str = "day") -> Range:
+def range_of(request: Request, default: str = "day") -> Range:
     return RANGES.get(request.query_params.get("range", default), RANGES[default])
 
 
@@ -72,7 +72,7 @@ def usage_json(usage: Usage, labels: dict[str, str] | None = None) -> dict[str, 
 
 @guard("operator")
 async def overview(request: Request) -> Response:
-    range_, by = _range(request), _by(request)
+    range_, by = range_of(request), _by(request)
     usage = await usage_of(request, range_, by)
     labels = await key_labels(request, [row["group"] for row in usage.summary]) if by == "key" else {}
     return console_of(request).render(request, "overview.html", {
@@ -83,7 +83,7 @@ async def overview(request: Request) -> Response:
 
 @guard("operator", data=True)
 async def usage_data(request: Request) -> Response:
-    range_, by = _range(request), _by(request, None)
+    range_, by = range_of(request), _by(request, None)
     usage = await usage_of(request, range_, by)
     labels = await key_labels(request, [row["group"] for row in usage.summary]) if by == "key" else {}
     return JSONResponse(usage_json(usage, labels))
@@ -95,7 +95,7 @@ async def key_usage_data(request: Request) -> Response:
     key = await store.get_key(request.path_params["key_id"])
     if key is None:
         return JSONResponse({"error": {"message": "No such key.", "status": 404}}, status_code=404)
-    usage = await usage_of(request, _range(request, "month"), _by(request, None), key.id)
+    usage = await usage_of(request, range_of(request, "month"), _by(request, None), key.id)
     return JSONResponse(usage_json(usage))
 
 
@@ -105,7 +105,7 @@ async def my_usage_data(request: Request) -> Response:
     if session.operator:
         return JSONResponse({"error": {"message": "Operators have no key of their own.", "status": 404}},
                             status_code=404)
-    usage = await usage_of(request, _range(request, "month"), _by(request, None), session.key_id)
+    usage = await usage_of(request, range_of(request, "month"), _by(request, None), session.key_id)
     return JSONResponse(usage_json(usage))
 
 
@@ -132,7 +132,7 @@ async def my_key(request: Request) -> Response:
                               status=404)
     store = await console.store()
     key = await store.get_key(session.key_id)
-    range_ = _range(request, "month")
+    range_ = range_of(request, "month")
     usage = await usage_of(request, range_, "model", session.key_id)
     reports = await console.reports()
     from compatgate_billing.reports import LogFilter

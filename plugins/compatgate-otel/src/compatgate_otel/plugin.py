@@ -5,10 +5,12 @@ app is instrumented, else the incoming ``traceparent``. It is started lazily, at
 upstream call or when the request ends, with its start time taken from the request's start,
 so requests that never go upstream cost one span and nothing before `record_usage`.
 
-An attempt span (kind CLIENT) starts in `upstream_headers`, right before the call, and its
-context is what goes upstream as ``traceparent``. It ends when the request ends: a failed
-attempt at its start plus the latency the gateway recorded (time to response headers), the
-attempt that produced the answer at the end of the answer (a whole stream).
+An attempt span (kind CLIENT) starts in `upstream_attempt`, right before each upstream call,
+and its context is what `upstream_headers` sends upstream as ``traceparent``. A failed attempt
+ends in `upstream_attempt_done`, at its start plus the latency the gateway recorded (time to the
+response headers or to the failure); the others when the request ends (`record_usage`): the
+attempt that produced the answer at the end of the answer (a whole stream), one that failed
+before its first chunk as the gateway recorded it.
 
 The GenAI attributes of the answer (response model and id, finish reasons, token usage) and
 the request parameters go on the attempt span that produced the answer, the inference span of
@@ -27,9 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import propagate, trace
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer, TracerProvider
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from compatgate import Attempt, Gateway, Provider, RequestContext, UsageRecord, hookimpl, withdraw_hooks
 
@@ -43,6 +45,18 @@ _VERSION = "0.1.0"
 
 
 @dataclass(slots=True)
+class _AttemptSpan:
+    """The span of one upstream call: its index in ``ctx.attempts``, its start (ns) and the
+    model named at the start; ``ended`` once `upstream_attempt_done` ended it (a failure)."""
+
+    index: int
+    span: Span
+    start: int
+    model: str | None
+    ended: bool = False
+
+
+@dataclass(slots=True)
 class _RequestTrace:
     """The spans of one request while it runs."""
 
@@ -50,8 +64,7 @@ class _RequestTrace:
     parent: Context | None
     context: Context
     parameters: dict[str, Any]
-    # (index in ctx.attempts, span, start ns, model named at the start)
-    attempts: list[tuple[int, Span, int, str | None]] = field(default_factory=list)
+    attempts: list[_AttemptSpan] = field(default_factory=list)
 
 
 _TRACEPARENT = TraceContextTextMapPropagator()
@@ -68,7 +81,8 @@ class Tracing:
         self._servers: dict[str, dict[str, Any]] = {}
         table = gateway.config.plugins.get("otel")
         if table is None and tracer_provider is None:
-            withdraw_hooks(self, "upstream_headers", "record_usage")  # inert at no cost
+            withdraw_hooks(self, "upstream_attempt", "upstream_headers", "upstream_attempt_done",
+                           "record_usage")  # inert at no cost
             return
         self.settings = parse_settings(table or {}, gateway.config.source)
         if tracer_provider is None and self.settings.tracer_provider:
@@ -89,19 +103,20 @@ class Tracing:
     # -- hooks ------------------------------------------------------------------------------
 
     @hookimpl
-    def upstream_headers(self, ctx: RequestContext, provider: Provider) -> dict[str, str] | None:
+    def upstream_attempt(self, ctx: RequestContext, provider: Provider) -> None:
         tracer = self.tracer
         if tracer is None:
-            return None
+            return
         current = ctx.state.get(_STATE)
         if current is None:
             current = ctx.state[_STATE] = self._begin(tracer, ctx)
         index = len(ctx.attempts)
-        if current.attempts and current.attempts[-1][0] == index:  # that call recorded nothing
-            stale = current.attempts.pop()[1]
-            stale.set_attribute(sc.ERROR_TYPE, "_OTHER")
-            stale.set_status(StatusCode.ERROR, "the upstream call failed before it was recorded")
-            stale.end()
+        previous = current.attempts[-1] if current.attempts else None
+        if previous is not None and previous.index == index and not previous.ended:  # it recorded nothing
+            current.attempts.pop()
+            previous.span.set_attribute(sc.ERROR_TYPE, "_OTHER")
+            previous.span.set_status(StatusCode.ERROR, "the upstream call failed before it was recorded")
+            previous.span.end()
         route = ctx.route
         model = route.upstream_model if route is not None and route.provider is provider else None
         attributes = {
@@ -118,17 +133,33 @@ class Tracing:
         span = tracer.start_span(
             sc.span_name(ctx.endpoint, model), current.context, SpanKind.CLIENT, attributes, start_time=start
         )
-        current.attempts.append((index, span, start, model))
-        if not self.settings.propagate:
+        current.attempts.append(_AttemptSpan(index, span, start, model))
+
+    @hookimpl
+    def upstream_headers(self, ctx: RequestContext) -> dict[str, str] | None:
+        """The ``traceparent`` of the attempt span `upstream_attempt` just started."""
+        current = ctx.state.get(_STATE)
+        if not self.settings.propagate or current is None or not current.attempts:
             return None
         carrier: dict[str, str] = {}
-        context = trace.set_span_in_context(span, current.parent)
+        context = trace.set_span_in_context(current.attempts[-1].span, current.parent)
         if self.settings.forward_client_context:  # the configured propagators: baggage, tracestate...
             propagate.inject(carrier, context=context)
         else:  # only this gateway's traceparent: the client's baggage and tracestate stay here
             _TRACEPARENT.inject(carrier, context=context)
             carrier.pop("tracestate", None)
         return carrier
+
+    @hookimpl
+    def upstream_attempt_done(self, ctx: RequestContext, attempt: Attempt) -> None:
+        """End the span of a failed call now; one that answered lasts as long as its answer."""
+        current = ctx.state.get(_STATE)
+        if current is None or not current.attempts or attempt.error is None and attempt.status_code < 400:
+            return
+        pending = current.attempts[-1]
+        if pending.index == len(ctx.attempts) - 1 and not pending.ended:
+            pending.ended = True
+            _end_unanswered(pending, attempt, ctx.endpoint)
 
     @hookimpl
     def record_usage(self, ctx: RequestContext, record: UsageRecord) -> None:
@@ -138,10 +169,12 @@ class Tracing:
         current = ctx.state.pop(_STATE, None) or self._begin(tracer, ctx)
         now = time.time_ns()
         answered = False  # whether an attempt span took the answer's attributes
-        for position, (index, span, start, model) in enumerate(current.attempts):
-            attempt = record.attempts[index] if index < len(record.attempts) else None
+        for position, pending in enumerate(current.attempts):
+            if pending.ended:
+                continue
+            attempt = record.attempts[pending.index] if pending.index < len(record.attempts) else None
             last = position == len(current.attempts) - 1
-            answered = _end_attempt(span, start, model, attempt, record, last, now) or answered
+            answered = _end_attempt(pending, attempt, record, last, now) or answered
         attributes: dict[str, Any] = {
             sc.HTTP_RESPONSE_STATUS_CODE: record.status_code,
             "compatgate.outcome": record.outcome,
@@ -214,35 +247,39 @@ def _answer_attributes(record: UsageRecord) -> dict[str, Any]:
     return attributes
 
 
-def _end_attempt(
-    span: Span,
-    start: int,
-    model: str | None,
-    attempt: Attempt | None,
-    record: UsageRecord,
-    last: bool,
-    now: int,
-) -> bool:
+def _end_unanswered(pending: _AttemptSpan, attempt: Attempt, endpoint: str) -> None:
+    """End the span of a call that did not produce the answer (a failure, or a stream that broke
+    before its first chunk), at its start plus the latency the gateway recorded."""
+    span = pending.span
+    attributes: dict[str, Any] = {sc.HTTP_RESPONSE_STATUS_CODE: attempt.status_code}
+    if attempt.upstream_model and attempt.upstream_model != pending.model:  # a model named afterwards
+        attributes[sc.REQUEST_MODEL] = attempt.upstream_model
+        span.update_name(sc.span_name(endpoint, attempt.upstream_model))
+    if attempt.error is not None or attempt.status_code >= 400:
+        attributes[sc.ERROR_TYPE] = str(attempt.status_code)
+        span.set_status(StatusCode.ERROR, attempt.error)
+    span.set_attributes(attributes)
+    span.end(end_time=pending.start + int(attempt.latency_ms * 1e6))
+
+
+def _end_attempt(pending: _AttemptSpan, attempt: Attempt | None, record: UsageRecord, last: bool,
+                 now: int) -> bool:
     """End an attempt span with what the gateway recorded about that upstream call; True when
     it was the call that produced the answer (it then carries the answer's attributes)."""
+    span = pending.span
     if attempt is None:  # the call never got as far as being recorded
         span.set_attribute(sc.ERROR_TYPE, record.error_code or "_OTHER")
         span.set_status(StatusCode.ERROR, record.error)
         span.end(end_time=now)
         return False
-    attributes: dict[str, Any] = {sc.HTTP_RESPONSE_STATUS_CODE: attempt.status_code}
-    if attempt.upstream_model and attempt.upstream_model != model:  # e.g. a fallback's model
-        attributes[sc.REQUEST_MODEL] = attempt.upstream_model
-        span.update_name(sc.span_name(record.endpoint, attempt.upstream_model))
-    answered = last and attempt.error is None and attempt.status_code < 400
-    if not answered:
-        if attempt.error is not None or attempt.status_code >= 400:
-            attributes[sc.ERROR_TYPE] = str(attempt.status_code)
-            span.set_status(StatusCode.ERROR, attempt.error)
-        span.set_attributes(attributes)
-        span.end(end_time=start + int(attempt.latency_ms * 1e6))
+    if not (last and attempt.error is None and attempt.status_code < 400):
+        _end_unanswered(pending, attempt, record.endpoint)
         return False
     # The call that produced the answer: it lasted until the answer ended (a whole stream).
+    attributes: dict[str, Any] = {sc.HTTP_RESPONSE_STATUS_CODE: attempt.status_code}
+    if attempt.upstream_model and attempt.upstream_model != pending.model:
+        attributes[sc.REQUEST_MODEL] = attempt.upstream_model
+        span.update_name(sc.span_name(record.endpoint, attempt.upstream_model))
     attributes.update(_answer_attributes(record))
     if record.outcome == "error":  # the stream broke after it had started
         attributes[sc.ERROR_TYPE] = record.error_code or "_OTHER"

@@ -10,6 +10,7 @@ from typing import Any
 from opentelemetry.trace import TracerProvider
 
 from compatgate import ConfigError
+from compatgate.settings import UNKNOWN_NAMED_KEY, Table
 
 __all__ = ["TracingSettings", "load_tracer_provider", "parse_settings"]
 
@@ -34,21 +35,19 @@ class TracingSettings:
 
 
 def parse_settings(table: Mapping[str, Any], source: str = "<config>") -> TracingSettings:
-    where = f"{source}: plugins.otel"
-    unknown = sorted(set(table) - _KEYS)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_KEYS))})")
-    provider = table.get("tracer_provider")
+    checked = Table(table, "plugins.otel", source)
+    checked.only(_KEYS, message=UNKNOWN_NAMED_KEY)
+    provider = checked.get("tracer_provider")
     if provider is not None and (not isinstance(provider, str) or ":" not in provider):
-        raise ConfigError(f"{where}.tracer_provider must be a string \"module:attribute\"")
+        raise checked.error("must be a string \"module:attribute\"", "tracer_provider")
     for key in ("extract", "propagate", "forward_client_context"):
-        if not isinstance(table.get(key, True), bool):
-            raise ConfigError(f"{where}.{key} must be true or false")
-    names = table.get("provider_names", {})
+        if not isinstance(checked.get(key, True), bool):
+            raise checked.error("must be true or false", key)
+    names = checked.get("provider_names", {})
     if not isinstance(names, Mapping) or not all(isinstance(v, str) and v for v in names.values()):
-        raise ConfigError(f"{where}.provider_names must be a table of non-empty strings")
-    return TracingSettings(provider, table.get("extract", True), table.get("propagate", True),
-                           table.get("forward_client_context", False), dict(names))
+        raise checked.error("must be a table of non-empty strings", "provider_names")
+    return TracingSettings(provider, checked.get("extract", True), checked.get("propagate", True),
+                           checked.get("forward_client_context", False), dict(names))
 
 
 def load_tracer_provider(path: str, source: str = "<config>") -> TracerProvider:

@@ -4,9 +4,9 @@ Configure ``[plugins.prometheus]`` to activate it; mount ``metrics_app(gateway)`
 app, or set ``path`` to serve the metrics under the gateway. See the README for the metrics.
 """
 
-from .exposition import MetricsEndpoint, metrics_app
+from .exposition import MetricsEndpoint
 from .metrics import GatewayMetrics
-from .plugin import Prometheus
+from .plugin import Prometheus, metrics_app
 from .settings import PrometheusSettings, parse_settings
 
 __all__ = [

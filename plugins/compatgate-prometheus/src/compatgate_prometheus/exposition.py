@@ -1,4 +1,4 @@
-"""Serving the metrics: an ASGI app the host mounts, or a route under the gateway.
+"""Serving the metrics: the ASGI app the host mounts (`metrics_app`), or a route under the gateway.
 
 A scrape renders the gateway's own registry; in multi-process mode it aggregates the files of
 every process instead, keeping only this gateway's namespace. Rendering runs in a worker
@@ -20,32 +20,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from compatgate import ConfigError, Gateway
-
 if TYPE_CHECKING:
     from .metrics import GatewayMetrics
 
-__all__ = ["MetricsEndpoint", "metrics_app"]
-
-_STATE = "compatgate_prometheus"  # gateway.state key of the active plugin
-
-
-def metrics_app(gateway: Gateway, *, token: str | None = None) -> MetricsEndpoint:
-    """An ASGI app serving ``gateway``'s metrics (``app.mount("/metrics", metrics_app(gw))``).
-
-    ``token``, else the configured ``[plugins.prometheus] token``, is required as
-    ``Authorization: Bearer <token>`` when set. Raises `ConfigError` when the plugin is not
-    active on this gateway (no ``[plugins.prometheus]`` table, or not installed).
-    """
-    plugin = gateway.state.get(_STATE)
-    metrics = getattr(plugin, "metrics", None)
-    if metrics is None:
-        raise ConfigError(
-            f"{gateway.config.source}: compatgate-prometheus is not active on this gateway: "
-            "add a [plugins.prometheus] table"
-        )
-    return MetricsEndpoint(metrics, token if token is not None else metrics.settings.token)
-
+__all__ = ["MetricsEndpoint"]
 
 class MetricsEndpoint:
     """``GET`` (or ``HEAD``) the metrics in the Prometheus text format, or OpenMetrics when the

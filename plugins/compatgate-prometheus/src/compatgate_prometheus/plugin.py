@@ -1,4 +1,5 @@
-"""`Prometheus`: the plugin class, one instance (and one registry) per gateway."""
+"""`Prometheus`: the plugin class, one instance (and one registry) per gateway, and
+`metrics_app`, which serves a gateway's metrics where the host mounts it."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ from collections.abc import Callable
 
 from starlette.routing import BaseRoute, Route
 
-from compatgate import Gateway, RequestContext, UsageRecord, hookimpl, withdraw_hooks
+from compatgate import ConfigError, Gateway, RequestContext, UsageRecord, hookimpl, withdraw_hooks
 
-from .exposition import _STATE, MetricsEndpoint
+from .exposition import MetricsEndpoint
 from .metrics import GatewayMetrics
 from .settings import PrometheusSettings, parse_settings
 
-__all__ = ["Prometheus"]
+__all__ = ["Prometheus", "metrics_app"]
+
+_STATE = "compatgate_prometheus"  # gateway.state key of the active plugin
 
 
 class Prometheus:
@@ -50,3 +53,20 @@ class Prometheus:
         if self.metrics is not None:
             self.metrics.finished(ctx, record)
 
+
+
+def metrics_app(gateway: Gateway, *, token: str | None = None) -> MetricsEndpoint:
+    """An ASGI app serving ``gateway``'s metrics (``app.mount("/metrics", metrics_app(gw))``).
+
+    ``token``, else the configured ``[plugins.prometheus] token``, is required as
+    ``Authorization: Bearer <token>`` when set. Raises `ConfigError` when the plugin is not
+    active on this gateway (no ``[plugins.prometheus]`` table, or not installed).
+    """
+    plugin = gateway.state.get(_STATE)
+    metrics = plugin.metrics if isinstance(plugin, Prometheus) else None
+    if metrics is None:
+        raise ConfigError(
+            f"{gateway.config.source}: compatgate-prometheus is not active on this gateway: "
+            "add a [plugins.prometheus] table"
+        )
+    return MetricsEndpoint(metrics, token if token is not None else metrics.settings.token)

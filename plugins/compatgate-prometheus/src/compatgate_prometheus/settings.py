@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from compatgate import ConfigError
+from compatgate.settings import UNKNOWN_NAMED_KEY, Table
 
 __all__ = ["DEFAULT_LATENCY_BUCKETS", "DEFAULT_TTFT_BUCKETS", "PrometheusSettings", "parse_settings"]
 
@@ -35,42 +35,31 @@ class PrometheusSettings:
 
 def parse_settings(table: Mapping[str, Any], source: str = "<config>") -> PrometheusSettings:
     """Check a ``[plugins.prometheus]`` table; a mistake is a `ConfigError` naming the key."""
-    where = f"{source}: plugins.prometheus"
-    unknown = sorted(set(table) - _KEYS)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_KEYS))})")
-    namespace = _string(table, "namespace", where) or "compatgate"
+    checked = Table(table, "plugins.prometheus", source)
+    checked.only(_KEYS, message=UNKNOWN_NAMED_KEY)
+    namespace = checked.value("namespace", str) or "compatgate"
     if not _NAMESPACE.fullmatch(namespace):
-        raise ConfigError(f"{where}.namespace must match [a-zA-Z_][a-zA-Z0-9_]*")
-    path = _string(table, "path", where)
+        raise checked.error("must match [a-zA-Z_][a-zA-Z0-9_]*", "namespace")
+    path = checked.value("path", str)
     if path is not None and (not path.startswith("/") or path == "/"):
-        raise ConfigError(f"{where}.path must start with '/' and name a route, e.g. \"/metrics\"")
-    token = _string(table, "token", where)
+        raise checked.error("must start with '/' and name a route, e.g. \"/metrics\"", "path")
+    token = checked.value("token", str)
     if token is not None and not token:
-        raise ConfigError(f"{where}.token must not be empty (leave it out for no token)")
-    max_models = table.get("max_models", 200)
+        raise checked.error("must not be empty (leave it out for no token)", "token")
+    max_models = checked.get("max_models", 200)
     if not isinstance(max_models, int) or isinstance(max_models, bool) or max_models < 1:
-        raise ConfigError(f"{where}.max_models must be a positive integer")
+        raise checked.error("must be a positive integer", "max_models")
     return PrometheusSettings(
         namespace=namespace,
         path=path,
         token=token,
-        latency_buckets=_buckets(table, "latency_buckets", DEFAULT_LATENCY_BUCKETS, where),
-        ttft_buckets=_buckets(table, "ttft_buckets", DEFAULT_TTFT_BUCKETS, where),
+        latency_buckets=_buckets(checked, "latency_buckets", DEFAULT_LATENCY_BUCKETS),
+        ttft_buckets=_buckets(checked, "ttft_buckets", DEFAULT_TTFT_BUCKETS),
         max_models=max_models,
     )
 
 
-def _string(table: Mapping[str, Any], key: str, where: str) -> str | None:
-    value = table.get(key)
-    if value is not None and not isinstance(value, str):
-        raise ConfigError(f"{where}.{key} must be a string")
-    return value
-
-
-def _buckets(
-    table: Mapping[str, Any], key: str, default: tuple[float, ...], where: str
-) -> tuple[float, ...]:
+def _buckets(table: Table, key: str, default: tuple[float, ...]) -> tuple[float, ...]:
     value = table.get(key)
     if value is None:
         return default
@@ -79,8 +68,8 @@ def _buckets(
         or not value
         or not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value)
     ):
-        raise ConfigError(f"{where}.{key} must be a non-empty array of positive numbers (seconds)")
+        raise table.error("must be a non-empty array of positive numbers (seconds)", key)
     buckets = tuple(float(v) for v in value)
     if list(buckets) != sorted(set(buckets)):
-        raise ConfigError(f"{where}.{key} must be strictly increasing")
+        raise table.error("must be strictly increasing", key)
     return buckets

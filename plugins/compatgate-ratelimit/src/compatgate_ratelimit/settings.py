@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
-from compatgate import ConfigError
+from compatgate.settings import Table
 
 __all__ = ["LIMIT_NAMES", "UNLIMITED", "Limits", "Settings", "parse_limit", "parse_settings"]
 
@@ -100,71 +100,45 @@ _DEFAULTS = Settings()
 
 def parse_settings(table: Mapping[str, Any], source: str) -> Settings:
     """Check the ``[plugins.ratelimit]`` table; a `ConfigError` names the first mistake."""
-    _only(table, _WHERE, _TOP_KEYS, source)
-    backend = _choice(table, "backend", ("memory", "redis"), "memory", source)
-    redis_url = table.get("redis_url")
+    checked = Table(table, _WHERE, source)
+    checked.only(_TOP_KEYS)
+    backend = _choice(checked, "backend", ("memory", "redis"), "memory")
+    redis_url = checked.get("redis_url")
     if redis_url is not None and not (
         isinstance(redis_url, str) and redis_url.startswith(("redis://", "rediss://", "unix://"))
     ):
-        raise ConfigError(
-            f"{source}: {_WHERE}.redis_url must be a redis://, rediss:// or unix:// URL"
-        )
+        raise checked.error("must be a redis://, rediss:// or unix:// URL", "redis_url")
     if backend == "redis" and redis_url is None:
-        raise ConfigError(
-            f'{source}: {_WHERE}.redis_url is required with backend = "redis" '
-            '(e.g. redis_url = "redis://127.0.0.1:6379/0")'
+        raise checked.error(
+            'is required with backend = "redis" (e.g. redis_url = "redis://127.0.0.1:6379/0")', "redis_url"
         )
-    prefix = table.get("key_prefix", _DEFAULTS.key_prefix)
+    prefix = checked.get("key_prefix", _DEFAULTS.key_prefix)
     if not isinstance(prefix, str) or not prefix or any(c in prefix for c in "{} "):
-        raise ConfigError(
-            f"{source}: {_WHERE}.key_prefix must be a non-empty string without braces or spaces"
-        )
-    tiers = {
-        name: _limits(value, f"{_WHERE}.tiers.{_name(name)}", source, allowed=set())
-        for name, value in _table(table, "tiers", source).items()
-    }
+        raise checked.error("must be a non-empty string without braces or spaces", "key_prefix")
+    tiers = {name: _limits(value, allowed=set()) for name, value in _named(checked, "tiers")}
     keys = {}
-    for key_id, value in _table(table, "keys", source).items():
-        where = f"{_WHERE}.keys.{_name(key_id)}"
-        override = _as_table(value, where, source)
+    for key_id, override in _named(checked, "keys"):
         tier = override.get("tier")
         if tier is not None and (not isinstance(tier, str) or tier not in tiers):
             known = ", ".join(sorted(tiers)) or "none"
-            raise ConfigError(
-                f"{source}: {where}.tier = {tier!r} is not a tier in {_WHERE}.tiers (defined: {known})"
-            )
-        keys[key_id] = KeyOverride(tier, _limits(override, where, source, allowed={"tier"}))
+            raise override.error(f"= {tier!r} is not a tier in {_WHERE}.tiers (defined: {known})", "tier")
+        keys[key_id] = KeyOverride(tier, _limits(override, allowed={"tier"}))
+    defaults = Table({k: v for k, v in checked.items() if k in LIMIT_NAMES}, _WHERE, source)
     return Settings(
         backend=backend,
         redis_url=redis_url,
         key_prefix=prefix,
-        on_backend_error=_choice(table, "on_backend_error", ("open", "closed"), "open", source),
-        lease_seconds=_positive(table, "lease_seconds", float, _DEFAULTS.lease_seconds, source),
-        default_max_tokens=_positive(
-            table, "default_max_tokens", int, _DEFAULTS.default_max_tokens, source
-        ),
-        redis_timeout=_positive(table, "redis_timeout", float, _DEFAULTS.redis_timeout, source),
-        redis_max_connections=_positive(
-            table, "redis_max_connections", int, _DEFAULTS.redis_max_connections, source
-        ),
-        backend_retry_seconds=_positive(
-            table, "backend_retry_seconds", float, _DEFAULTS.backend_retry_seconds, source
-        ),
-        defaults=_limits(
-            {k: v for k, v in table.items() if k in LIMIT_NAMES}, _WHERE, source, allowed=set()
-        ).finished(),
+        on_backend_error=_choice(checked, "on_backend_error", ("open", "closed"), "open"),
+        lease_seconds=_positive(checked, "lease_seconds", float, _DEFAULTS.lease_seconds),
+        default_max_tokens=_positive(checked, "default_max_tokens", int, _DEFAULTS.default_max_tokens),
+        redis_timeout=_positive(checked, "redis_timeout", float, _DEFAULTS.redis_timeout),
+        redis_max_connections=_positive(checked, "redis_max_connections", int, _DEFAULTS.redis_max_connections),
+        backend_retry_seconds=_positive(checked, "backend_retry_seconds", float, _DEFAULTS.backend_retry_seconds),
+        defaults=_limits(defaults, allowed=set()).finished(),
         keys=keys,
         tiers=tiers,
-        models={
-            name: _limits(value, f"{_WHERE}.models.{_name(name)}", source, allowed=set()).finished()
-            for name, value in _table(table, "models", source).items()
-        },
-        providers={
-            name: _limits(
-                value, f"{_WHERE}.providers.{_name(name)}", source, allowed=set()
-            ).finished()
-            for name, value in _table(table, "providers", source).items()
-        },
+        models={name: _limits(value, allowed=set()).finished() for name, value in _named(checked, "models")},
+        providers={name: _limits(value, allowed=set()).finished() for name, value in _named(checked, "providers")},
     )
 
 
@@ -178,57 +152,40 @@ def parse_limit(value: Any) -> int | None:
     return None
 
 
-def _limits(value: Any, where: str, source: str, *, allowed: set[str]) -> Limits:
-    table = _as_table(value, where, source)
-    _only(table, where, set(LIMIT_NAMES) | allowed, source)
+def _limits(table: Table, *, allowed: set[str]) -> Limits:
+    table.only(set(LIMIT_NAMES) | allowed)
     given: dict[str, int] = {}
     for name in LIMIT_NAMES:
         if name in table:
             limit = parse_limit(table[name])
             if limit is None:
-                raise ConfigError(
-                    f'{source}: {where}.{name} must be a positive integer or "unlimited", not {table[name]!r}'
-                )
+                raise table.error(f'must be a positive integer or "unlimited", not {table[name]!r}', name)
             given[name] = limit
     return Limits(**given)
 
 
-def _table(table: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
-    return _as_table(table.get(key, {}), f"{_WHERE}.{key}", source)
+def _named(table: Table, key: str) -> list[tuple[str, Table]]:
+    """The tables of ``[plugins.ratelimit.<key>]`` by name, each named as TOML would quote it."""
+    tables = table.table(key)
+    return [(name, Table(value, f"{tables.where}.{_name(name)}", table.source)) for name, value in tables.items()]
 
 
-def _as_table(value: Any, where: str, source: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{source}: {where} must be a table")
-    return value
-
-
-def _only(table: Mapping[str, Any], where: str, allowed: set[str], source: str) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown key {where}.{unknown[0]} (allowed here: {', '.join(sorted(allowed))})"
-        )
-
-
-def _choice(
-    table: Mapping[str, Any], key: str, choices: tuple[str, ...], default: str, source: str
-) -> Any:
+def _choice(table: Table, key: str, choices: tuple[str, ...], default: str) -> Any:
     value = table.get(key, default)
     if value not in choices:
         listed = " or ".join(f'"{c}"' for c in choices)
-        raise ConfigError(f"{source}: {_WHERE}.{key} must be {listed}, not {value!r}")
+        raise table.error(f"must be {listed}, not {value!r}", key)
     return value
 
 
-def _positive(table: Mapping[str, Any], key: str, kind: type, default: Any, source: str) -> Any:
+def _positive(table: Table, key: str, kind: type, default: Any) -> Any:
     value = table.get(key, default)
     number = isinstance(value, int | float) and not isinstance(value, bool)
     if kind is int and not isinstance(value, int):
         number = False
     if not number or not math.isfinite(value) or value <= 0:
         what = "a positive integer" if kind is int else "a positive number"
-        raise ConfigError(f"{source}: {_WHERE}.{key} must be {what}, not {value!r}")
+        raise table.error(f"must be {what}, not {value!r}", key)
     return kind(value)
 
 

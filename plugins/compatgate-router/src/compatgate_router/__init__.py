@@ -10,7 +10,7 @@ README.
 """
 
 from .failures import backoff, reason, retry_after
-from .fallback import ATTEMPTS_HEADER, PROVIDER_HEADER, FallbackProvider, PeekedStream
+from .fallback import ATTEMPTS_HEADER, PROVIDER_HEADER, FallbackCall
 from .health import ALLOWED, Admission, CircuitState, Health, MemoryHealth
 from .plan import Plan, Planner, Stage, Target
 from .plugin import Router
@@ -28,6 +28,7 @@ from .settings import (
     WildcardRoute,
     parse_settings,
 )
+from .streams import PeekedStream, WatchedBytes, peek
 
 __all__ = [
     "ALLOWED",
@@ -40,7 +41,7 @@ __all__ = [
     "CircuitState",
     "CooldownPolicy",
     "Deployment",
-    "FallbackProvider",
+    "FallbackCall",
     "Group",
     "Health",
     "MemoryHealth",
@@ -54,9 +55,11 @@ __all__ = [
     "Stage",
     "Stats",
     "Target",
+    "WatchedBytes",
     "WildcardRoute",
     "backoff",
     "order",
+    "peek",
     "parse_settings",
     "reason",
     "retry_after",

@@ -12,17 +12,10 @@ import math
 import random
 import time
 from email.utils import parsedate_to_datetime
-from typing import Any
 
-from compatgate import (
-    GatewayError,
-    UpstreamError,
-    UpstreamStreamError,
-    UpstreamTimeoutError,
-    UpstreamUnavailableError,
-)
+from compatgate import GatewayError, UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError
 
-__all__ = ["backoff", "reason", "retry_after", "stream_error"]
+__all__ = ["backoff", "reason", "retry_after"]
 
 
 def reason(error: GatewayError) -> str | None:
@@ -61,17 +54,3 @@ def backoff(retry: int, base: float, most: float, rng: random.Random) -> float:
     """The wait before the ``retry``-th retry of a deployment already tried (0 for the first):
     ``min(most, base * 2 ** retry)``, scaled by a random factor in [0.5, 1] (jitter)."""
     return min(most, base * 2.0 ** min(retry, 30)) * rng.uniform(0.5, 1.0)
-
-
-def stream_error(error: Any) -> UpstreamStreamError:
-    """The error of an upstream stream whose first event is an error object."""
-    if not isinstance(error, dict):
-        return UpstreamStreamError(str(error) or "The upstream stream failed.")
-    message = error.get("message")
-    code = error.get("code")
-    kind = error.get("type")
-    return UpstreamStreamError(
-        message if isinstance(message, str) and message else "The upstream stream failed.",
-        type=kind if isinstance(kind, str) else None,
-        code=str(code) if code is not None else None,
-    )

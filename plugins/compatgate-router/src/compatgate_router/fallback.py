@@ -1,47 +1,56 @@
-"""`FallbackProvider`: the composite provider a routed request goes to. It tries the plan's
-deployments — retries, fallbacks, backoff, cooldown — until one answers.
+"""`FallbackCall`: the upstream call of a routed request. It tries the plan's deployments —
+retries, fallbacks, backoff, cooldown — until one answers.
+
+The router's `wrap_upstream` puts it around the gateway's upstream call. The deployment
+`route_model` chose first (whose body the gateway metered and admitted) goes through the call it
+wraps; any other deployment through `compatgate.call_provider`, with the same body under its own
+upstream model (its timeouts apply). Each try sets ``ctx.route`` to the deployment tried, so
+that providers read their model options there and `record_usage` names the deployment that
+answered. A deployment whose provider does not serve the request's method (e.g. ``/messages``
+natively, images) is not tried; a body that can be sent only once — a multipart upload relayed
+as it arrives — gets a single try. A realtime session is tried until its upstream connection
+opens (the client's WebSocket is accepted after that), without the answer timeouts.
 
 "Before the first byte": a try succeeds when its provider returned a complete answer or, for a
-stream, when the stream's first chunk is in hand (it is read ahead, so that an upstream that
-fails before producing anything — a reset, an empty or truncated stream, an error event, a slow
-first token — can still be retried). The gateway sends nothing to the client before the
-provider returns, so every retry happens before the client saw a byte; once the stream is handed
-over, a failure is the client's error event and is never retried.
+stream of chunks, when the stream's first chunk is in hand (it is read ahead, so that an
+upstream that fails before producing anything — a reset, an empty or truncated stream, an error
+event, a slow first token — can still be retried). A stream handed over is never retried: a
+later failure is the client's error event.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from compatgate import (
     Attempt,
-    Chunk,
-    ChunkStream,
     GatewayError,
-    Provider,
+    RawReply,
     Reply,
     RequestContext,
-    UpstreamStreamError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
     call_provider,
 )
+from compatgate.uploads import Form
 
-from .failures import backoff, reason, retry_after, stream_error
+from .failures import backoff, reason, retry_after
 from .plan import Plan, Target
 from .selection import order
 from .settings import DEPLOYMENT_FAILURES
+from .streams import PeekedStream, WatchedBytes, peek
 
 if TYPE_CHECKING:
+    from compatgate.hookspecs import UpstreamCall
+
     from .plugin import Router
 
-__all__ = ["ATTEMPTS_HEADER", "PROVIDER_HEADER", "FallbackProvider", "PeekedStream"]
+__all__ = ["ATTEMPTS_HEADER", "PROVIDER_HEADER", "FallbackCall"]
 
 PROVIDER_HEADER = "x-compatgate-provider"
 ATTEMPTS_HEADER = "x-compatgate-attempts"
@@ -49,42 +58,36 @@ ATTEMPTS_HEADER = "x-compatgate-attempts"
 Body = dict[str, Any]
 
 
-class FallbackProvider(Provider):
-    """The deployments of one plan, tried in turn for one request.
+class FallbackCall:
+    """The deployments of ``plan``, tried in turn for one request: an upstream call
+    (``await fallback(ctx, body)``) wrapping ``call``, the call that sends to ``first[0]``.
 
-    ``first`` is the order of the plan's first group, chosen at routing; the provider is named
-    after the first of them (what ``ctx.route.provider.name`` says before the first try).
-    Each try sets ``ctx.route`` to the deployment tried, so that providers read their model
-    options there and `record_usage` names the deployment that answered.
-    """
+    ``first`` is the order of the plan's first group, chosen at routing."""
 
-    type = "router"
-
-    def __init__(self, router: Router, plan: Plan, first: list[Target]) -> None:
-        super().__init__(router.provider_config(first[0].provider.name))
+    def __init__(self, router: Router, plan: Plan, first: list[Target], call: UpstreamCall) -> None:
         self.router = router
         self.plan = plan
         self.first = first
+        self.call = call
 
-    async def chat_completions(self, ctx: RequestContext, body: Body) -> Reply | ChunkStream:
-        return await _Run(self, ctx, "chat_completions", body).run()
-
-    async def completions(self, ctx: RequestContext, body: Body) -> Reply | ChunkStream:
-        return await _Run(self, ctx, "completions", body).run()
-
-    async def embeddings(self, ctx: RequestContext, body: Body) -> Reply:
-        return cast(Reply, await _Run(self, ctx, "embeddings", body).run())
+    async def __call__(self, ctx: RequestContext, body: Body) -> Any:
+        return await _Run(self, ctx, body).run()
 
 
 class _Run:
     """One request's tries: which deployments were tried, excluded, cooling, and when."""
 
-    def __init__(self, provider: FallbackProvider, ctx: RequestContext, method: str, body: Body) -> None:
-        self.router = provider.router
-        self.policy = provider.router.settings.retry
-        self.plan = provider.plan
-        self.ctx, self.method, self.body = ctx, method, body
-        self.orders: dict[int, list[Target]] = {0: provider.first}
+    def __init__(self, fallback: FallbackCall, ctx: RequestContext, body: Body) -> None:
+        self.router = fallback.router
+        self.policy = fallback.router.settings.retry
+        self.plan = fallback.plan
+        self.call = fallback.call
+        self.head = fallback.first[0].key  # the deployment `call` sends to
+        self.ctx, self.body, self.method = ctx, body, ctx.upstream_method
+        self.session = ctx.operation is not None and ctx.operation.websocket
+        once = isinstance(body, Form)  # an upload relayed as it arrives: it cannot be sent again
+        self.max_attempts = 1 if once else self.policy.max_attempts
+        self.orders: dict[int, list[Target]] = {0: fallback.first}
         self.stage = 0
         self.tries: dict[str, int] = {}  # deployment key -> tries in this request
         self.not_before: dict[str, float] = {}  # when a Retry-After lets a deployment be retried
@@ -97,11 +100,11 @@ class _Run:
         self.deadline = anyio.current_time() + self.policy.max_seconds
         self.headers = dict(ctx.response_headers)
 
-    async def run(self) -> Reply | ChunkStream:
+    async def run(self) -> Any:
         error: GatewayError | None = None
         why: str | None = None
         try:
-            while self.count < self.policy.max_attempts and anyio.current_time() < self.deadline:
+            while self.count < self.max_attempts and anyio.current_time() < self.deadline:
                 choice = await self._next(why)
                 if choice is None:
                     break
@@ -151,7 +154,8 @@ class _Run:
     async def _fresh(self, stage: int) -> Target | None:
         """The first deployment of ``stage`` not tried yet that may be tried now."""
         for target in self._order(stage):
-            if target.key not in self.tries and target.key not in self.excluded and await self._admit(target):
+            if (target.key not in self.tries and target.key not in self.excluded
+                    and target.provider.serves(self.method) and await self._admit(target)):
                 return target
         return None
 
@@ -196,7 +200,19 @@ class _Run:
 
     # -- trying -----------------------------------------------------------------------------
 
-    async def _try(self, target: Target) -> Reply | ChunkStream:
+    async def _send(self, target: Target) -> Any:
+        """One try of ``target``: through the wrapped call for the deployment it sends to,
+        else the same body under ``target``'s upstream model straight to its provider."""
+        ctx = self.ctx
+        if target.key == self.head:
+            return await self.call(ctx, self.body)
+        model = target.route.upstream_model
+        body = self.body.replace(model=model) if isinstance(self.body, Form) else {**self.body, "model": model}
+        if self.session:  # a session, not an answer: no answer timeouts
+            return await getattr(target.provider, self.method)(ctx, body)
+        return await call_provider(target.provider, ctx, self.method, body)
+
+    async def _try(self, target: Target) -> Any:
         ctx, router, key = self.ctx, self.router, target.key
         if self.count:  # headers a failed try's provider added are not this answer's
             ctx.response_headers.clear()
@@ -207,13 +223,13 @@ class _Run:
         probe = key in self.probes
         self.probes.discard(key)
         ctx.route = target.route
-        body = {**self.body, "model": target.route.upstream_model}
         since, started = len(ctx.attempts), time.perf_counter()
         router.stats.started(key)
         try:
             with anyio.fail_after(max(self.deadline - anyio.current_time(), 0.0)):
-                result = await call_provider(target.provider, ctx, self.method, body)
-                first = None if isinstance(result, Reply) else await _peek(result)
+                result = await self._send(target)
+                streamed = not (self.session or isinstance(result, Reply | RawReply))
+                first = await peek(result) if streamed else None
         except TimeoutError:
             router.stats.ended(key)
             if anyio.current_time() < self.deadline:
@@ -237,11 +253,20 @@ class _Run:
         router.stats.measured(key, latency)
         if probe:
             await router.health.success(key)
-        if isinstance(result, Reply) or first is None:
+
+        def ended() -> None:
             router.stats.ended(key)
+
+        async def broke(error: GatewayError) -> None:
+            await self._broke(target, error)
+
+        if isinstance(result, RawReply):
+            result.chunks = WatchedBytes(result.chunks, ended, broke)
             return result
-        return PeekedStream(first[0], first[1], result, lambda: router.stats.ended(key),
-                            lambda exc: self._broke(target, exc))
+        if first is None:
+            ended()
+            return result
+        return PeekedStream(first[0], first[1], result, ended, broke)
 
     async def _failed(self, target: Target, error: GatewayError, probe: bool) -> None:
         why = reason(error)
@@ -272,71 +297,3 @@ def _note(ctx: RequestContext, since: int, target: Target, started: float, error
     elif error is not None and ctx.attempts[-1].error is None:
         ctx.attempts[-1] = replace(ctx.attempts[-1], status_code=error.status_code, error=error.message)
     return elapsed
-
-
-async def _peek(stream: ChunkStream) -> tuple[Chunk, AsyncIterator[Chunk]]:
-    """Read the stream's first chunk; a stream that fails before it is closed and its failure
-    raised (an empty stream or a first event that is an error included)."""
-    chunks = stream.__aiter__()
-    try:
-        try:
-            first = await chunks.__anext__()
-        except StopAsyncIteration:
-            raise UpstreamStreamError("The upstream stream ended before its first chunk.") from None
-        data = first.data
-        if "error" in data and not data.get("choices"):
-            raise stream_error(data["error"])
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            await stream.aclose()
-        raise
-    return first, chunks
-
-
-class PeekedStream:
-    """A stream whose first chunk was read ahead: that chunk, then the rest as it comes.
-    ``done`` runs once when it ends or is closed; ``broke`` when it fails after the handover."""
-
-    def __init__(
-        self,
-        first: Chunk,
-        chunks: AsyncIterator[Chunk],
-        stream: ChunkStream,
-        done: Callable[[], None],
-        broke: Callable[[GatewayError], Awaitable[None]],
-    ) -> None:
-        self._first: Chunk | None = first
-        self._chunks = chunks
-        self._stream = stream
-        self._done: Callable[[], None] | None = done
-        self._broke = broke
-
-    def __aiter__(self) -> PeekedStream:
-        return self
-
-    async def __anext__(self) -> Chunk:
-        first = self._first
-        if first is not None:
-            self._first = None
-            return first
-        try:
-            return await self._chunks.__anext__()
-        except StopAsyncIteration:
-            self._release()
-            raise
-        except GatewayError as exc:
-            self._release()
-            await self._broke(exc)
-            raise
-
-    async def aclose(self) -> None:
-        self._release()
-        await self._stream.aclose()
-
-    def _release(self) -> None:
-        done, self._done = self._done, None
-        if done is not None:
-            done()
-
-    def __del__(self) -> None:  # a stream the gateway never relayed (a failing hook)
-        self._release()

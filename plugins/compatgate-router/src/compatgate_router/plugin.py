@@ -1,41 +1,56 @@
 """`Router`: the plugin class (entry point ``router``), one instance per gateway.
 
 It routes the names its ``[plugins.router]`` table defines — groups, aliases, wildcard routes —
-through the `route_model` hook to a `FallbackProvider`, lists groups and aliases on
-``GET /models``, and keeps its state (selection statistics, cooldown circuits, the Redis
-connection) on the instance. Without a ``[plugins.router]`` table it does nothing: every hook
-returns at once. Another plugin can replace the policy by routing first (any non-``trylast``
-`route_model` registered later runs before this one) or by subclassing `Router`.
+through the `route_model` hook to the first deployment of their plan, and through the
+`wrap_upstream` hook tries the plan's deployments until one answers (`FallbackCall`); it lists
+groups and aliases on ``GET /models`` and keeps its state (selection statistics, cooldown
+circuits, the Redis connection) on the instance. Its plans are resolved in the `configure` hook,
+once the gateway's providers exist. Without a ``[plugins.router]`` table it does nothing (its
+hooks are withdrawn). Another plugin can replace the policy by routing first (any
+non-``trylast`` `route_model` registered later runs before this one) or by subclassing `Router`.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from compatgate import ConfigError, ProviderConfig, RequestContext, Route, hookimpl, withdraw_hooks
+from compatgate import ConfigError, RequestContext, Route, hookimpl, withdraw_hooks
 
-from .fallback import FallbackProvider
+from .fallback import FallbackCall
 from .health import Health, MemoryHealth
-from .plan import Planner
+from .plan import Plan, Planner, Target
 from .redis_health import RedisHealth
 from .selection import Stats, order
 from .settings import RouterSettings, parse_settings
 
 if TYPE_CHECKING:
     from compatgate import Gateway
+    from compatgate.hookspecs import UpstreamCall
 
 __all__ = ["Router"]
 
 logger = logging.getLogger("compatgate.router")
 
+_STATE = "router"  # ctx.state key: the plan `route_model` chose for the request
+
+
+@dataclass(frozen=True, slots=True)
+class _Routed:
+    """What `route_model` chose: the plan, and the order of its first group."""
+
+    plan: Plan
+    first: list[Target]
+
 
 class Router:
     """Model groups, aliases and wildcard routes with load balancing, retries, fallbacks and
-    cooldowns. ``settings`` is None when the gateway has no ``[plugins.router]`` table."""
+    cooldowns. ``active`` is False (and every hook withdrawn) when the gateway has no
+    ``[plugins.router]`` table; ``planner`` is set by `configure`."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
@@ -46,9 +61,8 @@ class Router:
         self.stats = Stats()
         self.rng = random.Random(self.settings.seed)
         self.health: Health = self._health()
-        self._configs: dict[str, ProviderConfig] = {}
         if not self.active:  # inert at no cost
-            withdraw_hooks(self, "register_routes", "startup", "shutdown", "route_model", "list_models",
+            withdraw_hooks(self, "configure", "startup", "shutdown", "route_model", "wrap_upstream", "list_models",
                            "check_ready")  # fmt: skip
 
     def _health(self) -> Health:
@@ -58,19 +72,11 @@ class Router:
                                timeout=settings.redis_timeout)
         return MemoryHealth(settings.cooldown)
 
-    def provider_config(self, name: str) -> ProviderConfig:
-        """The configuration of a `FallbackProvider` whose first deployment is on ``name``."""
-        config = self._configs.get(name)
-        if config is None:
-            config = self._configs[name] = ProviderConfig(name=name, type="router")
-        return config
-
     # -- hooks ------------------------------------------------------------------------------
 
     @hookimpl
-    def register_routes(self, gateway: Gateway) -> None:
-        """Resolve the deployments once the gateway's providers exist (this runs at
-        construction, after them); the router adds no route."""
+    def configure(self, gateway: Gateway) -> None:
+        """Resolve the deployments against the gateway's providers and models."""
         if not self.active:
             return
         try:
@@ -103,6 +109,8 @@ class Router:
 
     @hookimpl
     def route_model(self, ctx: RequestContext, model: str) -> Route | None:
+        """The first deployment of ``model``'s plan, in its group's order (`wrap_upstream`
+        tries the others when it fails)."""
         planner = self.planner
         if planner is None:
             return None
@@ -111,7 +119,16 @@ class Router:
             return None
         stage = plan.stages[0]
         first = order(stage.targets, stage.strategy, self.stats, self.rng)
-        return Route(FallbackProvider(self, plan, first), first[0].route.upstream_model, first[0].route.model)
+        ctx.state[_STATE] = _Routed(plan, first)
+        return first[0].route
+
+    @hookimpl
+    def wrap_upstream(self, ctx: RequestContext, call: UpstreamCall) -> UpstreamCall | None:
+        """Try the plan's deployments, when the request still goes where `route_model` sent it."""
+        routed: _Routed | None = ctx.state.get(_STATE)
+        if routed is None or ctx.route is not routed.first[0].route:
+            return None
+        return FallbackCall(self, routed.plan, routed.first, call)
 
     @hookimpl
     def list_models(self) -> list[dict[str, Any]] | None:

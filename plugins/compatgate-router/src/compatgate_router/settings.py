@@ -3,7 +3,7 @@
 Every mistake is a `compatgate.ConfigError` naming the key
 (``plugins.router.groups.gpt-4o.deployments[1].weight``). Names are checked against the
 gateway's ``[providers]`` and ``[[models]]``; the options of a deployment are checked by its
-provider once the providers exist (see `Router.register_routes`).
+provider once the providers exist (see `Router.configure`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from compatgate import Config, ConfigError
+from compatgate import Config
+from compatgate.settings import Table
 
 __all__ = [
     "DEPLOYMENT_FAILURES",
@@ -117,224 +118,193 @@ class RouterSettings:
 
 def parse_settings(table: Mapping[str, Any], config: Config) -> RouterSettings:
     """Check ``[plugins.router]`` against the gateway's configuration."""
-    checker = _Checker(config)
-    return checker.settings(table)
+    return _Checker(config).settings(Table(table, WHERE, config.source))
+
+
+# How the router words a key it does not know.
+_UNKNOWN = "{path} is not a known key{hint} (allowed: {allowed})"
 
 
 class _Checker:
+    """Reads the tables of ``[plugins.router]`` (`compatgate.settings.Table`) with the rules
+    that need the gateway's configuration: provider and model names."""
+
     def __init__(self, config: Config) -> None:
         self.config = config
         self.models = {model.name for model in config.models}
 
-    def fail(self, where: str, message: str) -> ConfigError:
-        return ConfigError(f"{self.config.source}: {where} {message}")
-
-    def settings(self, table: Mapping[str, Any]) -> RouterSettings:
-        self.only(table, WHERE, {"strategy", "seed", "groups", "aliases", "routes", "retry", "cooldown",
-                                 "redis_url", "redis_key_prefix", "redis_timeout"})
-        strategy = self.strategy(table, WHERE) or "weighted"
-        seed = self.typed(table, WHERE, "seed", int, None)
-        groups_table = self.table(table.get("groups", {}), f"{WHERE}.groups")
-        groups = {name: self.group(name, self.table(value, f"{WHERE}.groups.{name}"))
+    def settings(self, table: Table) -> RouterSettings:
+        table.only({"strategy", "seed", "groups", "aliases", "routes", "retry", "cooldown", "redis_url",
+                    "redis_key_prefix", "redis_timeout"}, message=_UNKNOWN)
+        strategy = self.strategy(table) or "weighted"
+        seed = table.value("seed", int)
+        groups_table = table.table("groups")
+        groups = {name: self.group(name, Table(value, groups_table.path(name), table.source))
                   for name, value in groups_table.items()}
-        routes_raw = table.get("routes", [])
-        if not isinstance(routes_raw, list):
-            raise self.fail(f"{WHERE}.routes", "must be an array of tables ([[plugins.router.routes]])")
-        routes = tuple(self.route(i, self.table(item, f"{WHERE}.routes[{i}]")) for i, item in enumerate(routes_raw))
+        routes = tuple(self.route(item) for item in table.tables("routes"))
         targets = set(groups) | self.models
         for name, group in groups.items():
-            self.fallbacks(group.fallbacks, f"{WHERE}.groups.{name}.fallbacks", targets, name)
-        for i, route in enumerate(routes):
-            self.fallbacks(route.fallbacks, f"{WHERE}.routes[{i}].fallbacks", targets, None)
-        aliases = self.aliases(self.table(table.get("aliases", {}), f"{WHERE}.aliases"), groups, routes)
-        redis_url = self.typed(table, WHERE, "redis_url", str, None)
+            self.fallbacks(group.fallbacks, groups_table.table(name), targets, name)
+        for item, route in zip(table.tables("routes"), routes, strict=True):
+            self.fallbacks(route.fallbacks, item, targets, None)
+        aliases = self.aliases(table.table("aliases"), groups, routes)
+        redis_url = table.value("redis_url", str)
         if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise self.fail(f"{WHERE}.redis_url", "must be a redis://, rediss:// or unix:// URL")
-        prefix = self.typed(table, WHERE, "redis_key_prefix", str, "compatgate:router")
+            raise table.error("must be a redis://, rediss:// or unix:// URL", "redis_url")
+        prefix = table.value("redis_key_prefix", str, "compatgate:router")
         if not prefix:
-            raise self.fail(f"{WHERE}.redis_key_prefix", "must not be empty")
+            raise table.error("must not be empty", "redis_key_prefix")
         return RouterSettings(
             groups=groups,
             aliases=aliases,
             routes=routes,
             strategy=strategy,
-            retry=self.retry(self.table(table.get("retry", {}), f"{WHERE}.retry")),
-            cooldown=self.cooldown(self.table(table.get("cooldown", {}), f"{WHERE}.cooldown")),
+            retry=self.retry(table.table("retry")),
+            cooldown=self.cooldown(table.table("cooldown")),
             redis_url=redis_url,
             redis_key_prefix=prefix,
-            redis_timeout=self.number(table, WHERE, "redis_timeout", 0.5, positive=True),
+            redis_timeout=_number(table, "redis_timeout", 0.5, positive=True),
             seed=seed,
         )
 
-    def group(self, name: str, table: Mapping[str, Any]) -> Group:
-        where = f"{WHERE}.groups.{name}"
-        self.only(table, where, _GROUP_KEYS)
+    def group(self, name: str, table: Table) -> Group:
+        table.only(_GROUP_KEYS, message=_UNKNOWN)
         if name in self.models:
-            raise self.fail(where, "has the name of a [[models]] entry; rename one of them")
+            raise table.error("has the name of a [[models]] entry; rename one of them")
         raw = table.get("deployments")
         if not isinstance(raw, list) or not raw:
-            raise self.fail(f"{where}.deployments", "must be a non-empty array of tables "
-                            "({ provider = \"...\", upstream_model = \"...\", weight = 1 })")
-        deployments = tuple(
-            self.deployment(name, self.table(item, f"{where}.deployments[{i}]"), f"{where}.deployments[{i}]")
-            for i, item in enumerate(raw)
-        )
+            raise table.error("must be a non-empty array of tables "
+                              "({ provider = \"...\", upstream_model = \"...\", weight = 1 })", "deployments")
+        deployments = tuple(self.deployment(name, item) for item in table.tables("deployments"))
         keys = [deployment.key for deployment in deployments]
         for i, key in enumerate(keys):
             if key in keys[:i]:
-                raise self.fail(f"{where}.deployments[{i}]", f"repeats the deployment {key!r}")
+                raise table.error(f"repeats the deployment {key!r}", f"deployments[{i}]")
         return Group(
             name=name,
             deployments=deployments,
-            strategy=self.strategy(table, where),
-            fallbacks=self.names(table, where, "fallbacks"),
-            fallback_on=self.reasons(table, where, "fallback_on", frozenset(REASONS), REASONS),
-            owned_by=self.typed(table, where, "owned_by", str, None),
-            created=self.typed(table, where, "created", int, 0),
+            strategy=self.strategy(table),
+            fallbacks=_names(table, "fallbacks"),
+            fallback_on=_reasons(table, "fallback_on", frozenset(REASONS), REASONS),
+            owned_by=table.value("owned_by", str),
+            created=table.value("created", int, 0),
         )
 
-    def deployment(self, group: str, table: Mapping[str, Any], where: str) -> Deployment:
-        provider = self.provider(table, where)
-        upstream = self.typed(table, where, "upstream_model", str, group)
+    def deployment(self, group: str, table: Table) -> Deployment:
+        provider = self.provider(table)
+        upstream = table.value("upstream_model", str, group)
         if not upstream:
-            raise self.fail(f"{where}.upstream_model", "must not be empty")
-        weight = self.number(table, where, "weight", 1.0, positive=True)
+            raise table.error("must not be empty", "upstream_model")
+        weight = _number(table, "weight", 1.0, positive=True)
         options = {key: value for key, value in table.items() if key not in _DEPLOYMENT_KEYS}
         return Deployment(provider, upstream, weight, options)
 
-    def route(self, index: int, table: Mapping[str, Any]) -> WildcardRoute:
-        where = f"{WHERE}.routes[{index}]"
-        self.only(table, where, _ROUTE_KEYS)
-        pattern = self.typed(table, where, "match", str, None)
+    def route(self, table: Table) -> WildcardRoute:
+        table.only(_ROUTE_KEYS, message=_UNKNOWN)
+        pattern = table.value("match", str)
         if not pattern:
-            raise self.fail(f"{where}.match", "is required: a glob such as \"claude-*\"")
+            raise table.error("is required: a glob such as \"claude-*\"", "match")
         return WildcardRoute(
             match=pattern,
-            provider=self.provider(table, where),
-            fallbacks=self.names(table, where, "fallbacks"),
-            fallback_on=self.reasons(table, where, "fallback_on", frozenset(REASONS), REASONS),
+            provider=self.provider(table),
+            fallbacks=_names(table, "fallbacks"),
+            fallback_on=_reasons(table, "fallback_on", frozenset(REASONS), REASONS),
         )
 
-    def aliases(
-        self, table: Mapping[str, Any], groups: Mapping[str, Group], routes: tuple[WildcardRoute, ...]
-    ) -> dict[str, str]:
+    def aliases(self, table: Table, groups: Mapping[str, Group], routes: tuple[WildcardRoute, ...]) -> dict[str, str]:
         aliases: dict[str, str] = {}
         for alias, target in table.items():
-            where = f"{WHERE}.aliases.{alias}"
             if not isinstance(target, str) or not target:
-                raise self.fail(where, "must be a model name (a string)")
+                raise table.error("must be a model name (a string)", alias)
             if alias in groups or alias in self.models:
-                raise self.fail(where, "is already the name of a group or a [[models]] entry")
+                raise table.error("is already the name of a group or a [[models]] entry", alias)
             if target in table:
-                raise self.fail(where, f"names another alias ({target!r}); point it at the model itself")
+                raise table.error(f"names another alias ({target!r}); point it at the model itself", alias)
             known = target in groups or target in self.models
             if not known and not any(fnmatch.fnmatchcase(target, route.match) for route in routes):
-                raise self.fail(where, f"names {target!r}, which is neither a group, a [[models]] entry, "
-                                "nor matched by a route")
+                raise table.error(f"names {target!r}, which is neither a group, a [[models]] entry, "
+                                  "nor matched by a route", alias)
             aliases[alias] = target
         return aliases
 
-    def fallbacks(self, names: tuple[str, ...], where: str, targets: set[str], own: str | None) -> None:
+    def fallbacks(self, names: tuple[str, ...], table: Table, targets: set[str], own: str | None) -> None:
         for name in names:
             if name == own:
-                raise self.fail(where, f"names the group itself ({name!r})")
+                raise table.error(f"names the group itself ({name!r})", "fallbacks")
             if name not in targets:
                 known = ", ".join(sorted(targets)) or "none"
-                raise self.fail(where, f"names {name!r}, which is neither a group nor a [[models]] entry "
-                                f"(known: {known})")
+                raise table.error(f"names {name!r}, which is neither a group nor a [[models]] entry "
+                                  f"(known: {known})", "fallbacks")
 
-    def retry(self, table: Mapping[str, Any]) -> RetryPolicy:
-        where = f"{WHERE}.retry"
-        self.only(table, where, {"max_attempts", "max_seconds", "backoff_base", "backoff_max",
-                                 "max_retry_after", "on"})
-        attempts = self.typed(table, where, "max_attempts", int, 3)
+    def retry(self, table: Table) -> RetryPolicy:
+        table.only({"max_attempts", "max_seconds", "backoff_base", "backoff_max", "max_retry_after", "on"},
+                   message=_UNKNOWN)
+        attempts = table.value("max_attempts", int, 3)
         if not 1 <= attempts <= 100:
-            raise self.fail(f"{where}.max_attempts", "must be between 1 and 100")
-        base = self.number(table, where, "backoff_base", 0.25)
-        most = self.number(table, where, "backoff_max", max(4.0, base))
+            raise table.error("must be between 1 and 100", "max_attempts")
+        base = _number(table, "backoff_base", 0.25)
+        most = _number(table, "backoff_max", max(4.0, base))
         if most < base:
-            raise self.fail(f"{where}.backoff_max", "must not be smaller than backoff_base")
+            raise table.error("must not be smaller than backoff_base", "backoff_max")
         return RetryPolicy(
             max_attempts=attempts,
-            max_seconds=self.number(table, where, "max_seconds", 600.0, positive=True),
+            max_seconds=_number(table, "max_seconds", 600.0, positive=True),
             backoff_base=base,
             backoff_max=most,
-            max_retry_after=self.number(table, where, "max_retry_after", 10.0),
-            on=self.reasons(table, where, "on", DEPLOYMENT_FAILURES, tuple(sorted(DEPLOYMENT_FAILURES))),
+            max_retry_after=_number(table, "max_retry_after", 10.0),
+            on=_reasons(table, "on", DEPLOYMENT_FAILURES, tuple(sorted(DEPLOYMENT_FAILURES))),
         )
 
-    def cooldown(self, table: Mapping[str, Any]) -> CooldownPolicy:
-        where = f"{WHERE}.cooldown"
-        self.only(table, where, {"failures", "window", "seconds"})
-        failures = self.typed(table, where, "failures", int, 3)
+    def cooldown(self, table: Table) -> CooldownPolicy:
+        table.only({"failures", "window", "seconds"}, message=_UNKNOWN)
+        failures = table.value("failures", int, 3)
         if failures < 0:
-            raise self.fail(f"{where}.failures", "must be 0 (no cooldown) or more")
+            raise table.error("must be 0 (no cooldown) or more", "failures")
         return CooldownPolicy(
             failures=failures,
-            window=self.number(table, where, "window", 60.0, positive=True),
-            seconds=self.number(table, where, "seconds", 30.0, positive=True),
+            window=_number(table, "window", 60.0, positive=True),
+            seconds=_number(table, "seconds", 30.0, positive=True),
         )
 
-    # -- typed reading ----------------------------------------------------------------------
-
-    def provider(self, table: Mapping[str, Any], where: str) -> str:
-        provider: str | None = self.typed(table, where, "provider", str, None)
+    def provider(self, table: Table) -> str:
+        provider = table.value("provider", str)
         if provider is None or provider not in self.config.providers:
             known = ", ".join(sorted(self.config.providers)) or "none"
-            raise self.fail(f"{where}.provider", f"must name one of the [providers] (defined: {known})")
+            raise table.error(f"must name one of the [providers] (defined: {known})", "provider")
         return provider
 
-    def strategy(self, table: Mapping[str, Any], where: str) -> str | None:
-        strategy: str | None = self.typed(table, where, "strategy", str, None)
+    def strategy(self, table: Table) -> str | None:
+        strategy = table.value("strategy", str)
         if strategy is not None and strategy not in STRATEGIES:
-            raise self.fail(f"{where}.strategy", f"must be one of {', '.join(map(repr, STRATEGIES))}")
+            raise table.error(f"must be one of {', '.join(map(repr, STRATEGIES))}", "strategy")
         return strategy
 
-    def names(self, table: Mapping[str, Any], where: str, key: str) -> tuple[str, ...]:
-        value = table.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
-            raise self.fail(f"{where}.{key}", "must be an array of model names")
-        return tuple(value)
 
-    def reasons(
-        self, table: Mapping[str, Any], where: str, key: str, default: frozenset[str], allowed: tuple[str, ...]
-    ) -> frozenset[str]:
-        if key not in table:
-            return default
-        value = table[key]
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise self.fail(f"{where}.{key}", "must be an array of reasons")
-        for item in value:
-            if item not in allowed:
-                raise self.fail(f"{where}.{key}", f"holds {item!r}; the reasons here are "
-                                f"{', '.join(map(repr, allowed))}")
-        return frozenset(value)
+def _names(table: Table, key: str) -> tuple[str, ...]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise table.error("must be an array of model names", key)
+    return tuple(value)
 
-    def number(self, table: Mapping[str, Any], where: str, key: str, default: float,
-               *, positive: bool = False) -> float:
-        if key not in table:
-            return default
-        value = table[key]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise self.fail(f"{where}.{key}", "must be a number")
-        if value < 0 or (positive and value == 0):
-            raise self.fail(f"{where}.{key}", "must be positive" if positive else "must not be negative")
-        return float(value)
 
-    def typed(self, table: Mapping[str, Any], where: str, key: str, kind: type, default: Any) -> Any:
-        if key not in table:
-            return default
-        value = table[key]
-        if isinstance(value, bool) or not isinstance(value, kind):
-            raise self.fail(f"{where}.{key}", f"must be of type {kind.__name__}")
-        return value
+def _reasons(table: Table, key: str, default: frozenset[str], allowed: tuple[str, ...]) -> frozenset[str]:
+    if key not in table:
+        return default
+    value = table[key]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise table.error("must be an array of reasons", key)
+    for item in value:
+        if item not in allowed:
+            raise table.error(f"holds {item!r}; the reasons here are {', '.join(map(repr, allowed))}", key)
+    return frozenset(value)
 
-    def table(self, value: Any, where: str) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            raise self.fail(where, "must be a table")
-        return value
 
-    def only(self, table: Mapping[str, Any], where: str, allowed: set[str]) -> None:
-        unknown = sorted(set(table) - allowed)
-        if unknown:
-            raise self.fail(f"{where}.{unknown[0]}", f"is not a known key (allowed: {', '.join(sorted(allowed))})")
+def _number(table: Table, key: str, default: float, *, positive: bool = False) -> float:
+    if key not in table:
+        return default
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise table.error("must be a number", key)
+    if value < 0 or (positive and value == 0):
+        raise table.error("must be positive" if positive else "must not be negative", key)
+    return float(value)

@@ -41,10 +41,10 @@ import orjson
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .context import RequestContext
-from .gateway import Gateway
-from .hookspecs import hookimpl
-from .usage import UsageRecord
+from ..context import RequestContext
+from ..gateway import Gateway
+from ..hookspecs import hookimpl
+from ..usage import UsageRecord
 
 if TYPE_CHECKING:
     import openai
