@@ -99,12 +99,15 @@ def optional(body: Body, name: str, kinds: type | tuple[type, ...], what: str, w
 
 
 def bounded(body: Body, name: str, low: int, high: int, where: str = "") -> int | None:
-    """An optional integer field within ``low..high`` (form fields arrive as text)."""
+    """An optional integer field within ``low..high``. Only a form's fields (a body whose
+    ``fields_are_text`` is true, see `compatgate.uploads.Form`) may give it as text: in JSON,
+    ``"100"`` is a string, which the meters would not read while a lenient upstream would."""
     value = body.get(name)
     if value is None:
         return None
     param = f"{where}{name}"
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value.strip()) <= 20:
+    if (isinstance(value, str) and getattr(body, "fields_are_text", False)
+            and value.strip().lstrip("-").isdigit() and len(value.strip()) <= 20):
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise InvalidRequestError(f"'{param}' must be an integer from {low} to {high}; got {kind_of(value)} "
