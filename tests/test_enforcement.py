@@ -221,6 +221,23 @@ def test_absurd_numbers_are_refused_with_their_param(gw, upstream, path, name, v
     assert fake.received == [] and Admissions.of(gw).seen == []
 
 
+@pytest.mark.parametrize("depth", [100, 300, 1100])
+def test_deeply_nested_bodies_are_refused_not_a_500(gw, upstream, depth):
+    """Found by the fuzz (issue 14): orjson reads 1024 levels of nesting but writes only 254,
+    so a body nested 255 to 1024 levels deep was read, then failed to go upstream (500). Now
+    more than 128 levels is a 400; a body within the bound is served."""
+    fake, _ = upstream
+    fake.handler = fake.json_reply(chat_answer())
+    raw = b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "metadata": ' + \
+        b'{"a": ' * depth + b"1" + b"}" * depth + b"}"
+    response = post_json(f"{gw.url}/chat/completions", None, raw=raw)
+    if depth < 128:
+        assert response.status_code == 200, response.text
+    else:  # (past 1024 levels orjson itself refuses to read it)
+        assert "nested" in error_shape(response, 400)["message"] or depth > 1024
+        assert fake.received == []
+
+
 # -- 10. malformed input ------------------------------------------------------------------
 
 MALFORMED = [
