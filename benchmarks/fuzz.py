@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from fuzzing import Generated, requests, target  # noqa: E402
-from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
+from fuzzing import Generated, requests, target
+from hypothesis import HealthCheck, given, seed, settings
 
 
 def main() -> int:

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 import orjson
-
 from support import CLIENT_KEY
 
 from compatgate import RequestContext, hookimpl

@@ -13,8 +13,15 @@ import re
 import httpx2
 import orjson
 import pytest
-from enforcement_support import (AUTH, MESSAGES, Admissions, chat_answer, error_shape, post_form,
-                                 post_json)
+from enforcement_support import (
+    AUTH,
+    MESSAGES,
+    Admissions,
+    chat_answer,
+    error_shape,
+    post_form,
+    post_json,
+)
 from support import CLIENT_KEY, Served, gateway_config
 
 from compatgate.testing import fake_upstream, serve_gateway
@@ -43,7 +50,7 @@ def shared():
 
 @pytest.fixture
 def upstream(shared):
-    gw, fake, url = shared
+    _, fake, url = shared
     fake.handler = None
     fake.received.clear()
     fake.disconnects = 0

@@ -14,8 +14,15 @@ import time
 import httpx2
 import orjson
 import pytest
-from enforcement_support import (AUTH, MESSAGES, chat_chunk, error_shape, post_form, post_json,
-                                 response_event)
+from enforcement_support import (
+    AUTH,
+    MESSAGES,
+    chat_chunk,
+    error_shape,
+    post_form,
+    post_json,
+    response_event,
+)
 from support import UPSTREAM_KEY, Served, gateway_config
 
 from compatgate.testing import FakeUpstream, fake_upstream, serve_gateway

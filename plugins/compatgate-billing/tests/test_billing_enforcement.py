@@ -15,8 +15,14 @@ from typing import Any
 import httpx2
 import orjson
 import pytest
-from billing_support import (ADMIN_KEY, MESSAGES, UPSTREAM_KEY, Database, Served, billing_config,
-                             chat_answer)
+from billing_support import (
+    ADMIN_KEY,
+    MESSAGES,
+    Database,
+    Served,
+    billing_config,
+    chat_answer,
+)
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 

@@ -26,8 +26,15 @@ from typing import Any
 import httpx2
 import orjson
 import pytest
-from billing_support import (MESSAGES, PRICES, UPSTREAM_KEY, Database, Served, billing_config,
-                             postgres_database)
+from billing_support import (
+    MESSAGES,
+    PRICES,
+    UPSTREAM_KEY,
+    Database,
+    Served,
+    billing_config,
+    postgres_database,
+)
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -198,7 +205,7 @@ def _realtime(gw: Served, request: Request, key: str, create: bool) -> dict[str,
 
 @pytest.mark.parametrize("operation", OPERATIONS)
 def test_a_model_the_key_may_not_use_is_403_before_any_upstream_call(env, operation):
-    gw, upstream, db = env
+    gw, upstream, _ = env
     _, key = gw.create_key(allowed_models=["gpt-4o"], budget="10")
     request = _request(operation, "gpt-4o-mini")
     if request.websocket:
@@ -212,7 +219,7 @@ def test_a_model_the_key_may_not_use_is_403_before_any_upstream_call(env, operat
 
 @pytest.mark.parametrize("operation", OPERATIONS)
 def test_a_budget_that_cannot_cover_the_request_is_429_before_any_upstream_call(env, operation):
-    gw, upstream, db = env
+    gw, upstream, _ = env
     _, key = gw.create_key(budget="0")
     request = _request(operation, "gpt-4o")
     if request.websocket:  # the session opens; its first response is what costs
@@ -250,7 +257,7 @@ def test_a_client_leaving_a_stream_is_charged_its_estimate(env, operation):
     streams = gw.gateway.operations[operation].streams
     if not streams:
         pytest.skip(f"{operation} does not stream")  # (its abort cancels the call: tested in the core)
-    key_id, key = gw.create_key(budget="10")
+    _, key = gw.create_key(budget="10")
     upstream.http.handler = _chat_stream(upstream)
     request = _request(operation, "gpt-4o")
     with httpx2.stream("POST", gw.url + request.path, json={**(request.json or {}), "stream": True},
@@ -269,7 +276,7 @@ def test_a_client_leaving_a_stream_is_charged_its_estimate(env, operation):
 @pytest.mark.parametrize("operation", OPERATIONS)
 def test_an_upstream_error_with_the_upstream_key_is_scrubbed(env, operation):
     gw, upstream, db = env
-    key_id, key = gw.create_key(budget="10")
+    _, key = gw.create_key(budget="10")
     request = _request(operation, "gpt-4o")
     if request.websocket:
         pytest.skip("a realtime upstream refuses a handshake with a status line, which carries no text")

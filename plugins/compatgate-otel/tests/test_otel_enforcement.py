@@ -11,7 +11,15 @@ from __future__ import annotations
 import openai
 import orjson
 import pytest
-from otel_support import MESSAGES, TRACE_ID, TRACEPARENT, UPSTREAM_KEY, chat_answer, chat_stream, finished_spans
+from otel_support import (
+    MESSAGES,
+    TRACE_ID,
+    TRACEPARENT,
+    UPSTREAM_KEY,
+    chat_answer,
+    chat_stream,
+    finished_spans,
+)
 
 TRACED = {"tracer_provider": "otel_support:tracer_provider"}
 BAGGAGE = "user.id=alice,session=secret-session-token"
