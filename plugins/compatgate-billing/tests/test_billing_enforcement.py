@@ -229,32 +229,23 @@ def test_a_poisoned_request_does_not_fail_an_innocent_keys_concurrent_requests(
     assert len(fake.received) == 100
 
 
-@pytest.mark.parametrize(("path", "body"), [
-    ("/keys", {"budget": "1e30"}),
-    ("/keys", {"budget": 9223372036854775807}),
-    ("/keys", {"budget": "-1e30"}),
-    ("/keys", {"budget": "NaN"}),
-    ("/keys", {"expires_at": 1e300}),
-    ("/keys", {"expires_at": "99999999999999999999d"}),
-    ("/keys", {"expires_at": -1e20}),
-    ("/keys", {"budget": True}),
-])
-def test_admin_api_refuses_absurd_numbers_in_its_error_format(gw: Served, path, body):
-    """Defect 5. Before: ``budget: 1e30`` or ``expires_at: 1e300`` made the admin API fail
-    with a plain-text 500; now each is a 400 in the API's (OpenAI) error format."""
-    response = gw.admin("POST", path, body)
-    assert response.status_code == 400, response.text
-    error = response.json()["error"]
-    assert error["type"] == "invalid_request_error" and error["message"]
+ABSURD_KEYS = [{"budget": "1e30"}, {"budget": 9223372036854775807}, {"budget": "-1e30"}, {"budget": "NaN"},
+               {"budget": True}, {"expires_at": 1e300}, {"expires_at": "99999999999999999999d"},
+               {"expires_at": -1e20}]
+ABSURD_SINCE = ["1e300", "-1e300", "99999999999999999999d", "inf", "nan"]
 
 
-@pytest.mark.parametrize("since", ["1e300", "-1e300", "99999999999999999999d", "inf", "nan"])
-def test_admin_usage_refuses_absurd_times(gw: Served, since):
-    """Defect 5: ``GET /admin/usage?since=...`` out of any representable range is a 400."""
-    response = gw.http.get(f"{gw.url}/admin/usage", params={"since": since},
-                           headers={"authorization": f"Bearer {ADMIN_KEY}"})
-    assert response.status_code == 400, response.text
-    assert response.json()["error"]["type"] == "invalid_request_error"
+def test_admin_api_refuses_absurd_numbers_in_its_error_format(gw: Served):
+    """Defect 5. Before: ``budget: 1e30``, ``expires_at: 1e300`` or ``GET /admin/usage?since=1e300``
+    made the admin API fail with a plain-text 500; now each is a 400 in the API's (OpenAI)
+    error format."""
+    answers = [gw.admin("POST", "/keys", body) for body in ABSURD_KEYS]
+    answers += [gw.http.get(f"{gw.url}/admin/usage", params={"since": since},
+                            headers={"authorization": f"Bearer {ADMIN_KEY}"}) for since in ABSURD_SINCE]
+    for response in answers:
+        assert response.status_code == 400, (response.request.url, response.text)
+        error = response.json()["error"]
+        assert error["type"] == "invalid_request_error" and error["message"]
 
 
 def test_a_failing_reservation_fails_alone_in_a_shared_transaction(db: Database):
