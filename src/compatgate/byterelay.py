@@ -43,9 +43,11 @@ class ByteRelay(Relay):
         reply: RawReply,
         headers: Sequence[tuple[bytes, bytes]],
         finish: Finish,
+        *,
+        started: bool = False,
     ) -> None:
         self.media_type = reply.media_type
-        super().__init__(ctx, headers, finish)
+        super().__init__(ctx, headers, finish, started=started)
         self.reply = reply
         self._events = reply.media_type.startswith(_SSE)
         # Text may carry an upstream's words (an error event): scrubbed of secrets like any error.

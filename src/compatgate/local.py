@@ -74,7 +74,7 @@ def error_response(
         response.raw_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
     upstream = isinstance(error, UpstreamError) and provider is not None
     response.raw_headers.append((ERROR_SOURCE_HEADER.encode(), b"upstream" if upstream else b"gateway"))
-    if upstream:
+    if upstream and provider is not None:
         response.raw_headers.append((UPSTREAM_HEADER.encode(), provider.encode("latin-1", "replace")))
     return response
 

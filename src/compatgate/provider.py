@@ -14,8 +14,9 @@ event stream with upstream errors already mapped.
 
 from __future__ import annotations
 
+import builtins
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
@@ -35,7 +36,8 @@ from .usage import Attempt
 if TYPE_CHECKING:
     from .context import RequestContext
 
-__all__ = ["Chunk", "ChunkStream", "HTTPProvider", "Provider", "RawReply", "Reply", "decode_event", "segment"]
+__all__ = ["Chunk", "ChunkStream", "HTTPProvider", "OpenAIChunks", "Provider", "RawReply", "Reply", "decode_event",
+           "segment"]
 
 Body = dict[str, Any]
 
@@ -48,8 +50,8 @@ class Provider:
     """
 
     type: ClassVar[str] = ""
-    options: ClassVar[Mapping[str, type]] = {}
-    model_options: ClassVar[Mapping[str, type]] = {}
+    options: ClassVar[Mapping[str, builtins.type]] = {}
+    model_options: ClassVar[Mapping[str, builtins.type]] = {}
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
@@ -304,7 +306,7 @@ class HTTPProvider(Provider):
                 for event in batch:
                     yield event
 
-    async def event_batches(self, response: httpx2.Response) -> AsyncIterator[list[ServerSentEvent]]:
+    async def event_batches(self, response: httpx2.Response) -> AsyncGenerator[list[ServerSentEvent], None]:
         """`events`, grouped by the network read that completed them (never empty)."""
         decoder = SSEDecoder()
         try:
@@ -319,13 +321,32 @@ class HTTPProvider(Provider):
         finally:
             await response.aclose()
 
-    async def openai_chunks(self, response: httpx2.Response) -> AsyncIterator[Chunk]:
+    def openai_chunks(self, response: httpx2.Response) -> OpenAIChunks:
         """Chunks of an OpenAI-format stream, up to ``data: [DONE]``."""
-        async with aclosing(self.event_batches(response)) as batches:
-            async for batch in batches:
+        return OpenAIChunks(self.event_batches(response))
+
+
+class OpenAIChunks:
+    """The `ChunkStream` of an OpenAI-format event stream: its chunks up to ``data: [DONE]``;
+    ``done`` says whether that end marker came (a stream that stops without it was cut)."""
+
+    def __init__(self, batches: AsyncGenerator[list[ServerSentEvent], None]) -> None:
+        self.done = False
+        self._chunks = self._read(batches)
+
+    def __aiter__(self) -> AsyncIterator[Chunk]:
+        return self._chunks
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()
+
+    async def _read(self, batches: AsyncGenerator[list[ServerSentEvent], None]) -> AsyncGenerator[Chunk, None]:
+        async with aclosing(batches) as events:
+            async for batch in events:
                 last = len(batch) - 1
                 for index, event in enumerate(batch):
                     if event.data == b"[DONE]":
+                        self.done = True
                         return
                     more = index < last and batch[index + 1].data != b"[DONE]"
                     yield Chunk(decode_event(event), event.data, more)
