@@ -194,8 +194,8 @@ class Session:
         event = _decode(text)
         kind = event.get("type")
         if kind == "session.update":
-            session = event.get("session") if isinstance(event.get("session"), dict) else {}
-            cap = session.get("max_response_output_tokens")
+            session = event.get("session")
+            cap = session.get("max_response_output_tokens") if isinstance(session, dict) else None
             self.session_cap = cap if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0 else None
         elif kind == "conversation.item.create":
             self.added += len(orjson.dumps(event.get("item")))
