@@ -4,7 +4,7 @@ Providers speak the httpx API; under it this transport uses aiohttp's connection
 measured more than twice as fast as httpx2's default transport in a minimal relay on this
 project's benchmark machine (see ``benchmarks/README.md``). The session is created on first use,
 inside the running event loop. Closing a response before its end closes the connection, so an
-upstream sees a cancelled request at once.
+upstream sees a cancelled request at once. URLs go out exactly as httpx2 encoded them.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import httpx2
+import yarl
 
 __all__ = ["AiohttpTransport"]
 
@@ -95,7 +96,9 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         try:
             response = await self._session.request(
                 request.method,
-                str(request.url),
+                # as httpx2 encoded it: parsed again, '%3A' in a path segment (a model name's
+                # colon) would become ':' and change what the upstream reads
+                yarl.URL(str(request.url), encoded=True),
                 headers=request.headers.multi_items(),
                 data=data,
                 allow_redirects=False,

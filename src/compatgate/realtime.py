@@ -165,9 +165,12 @@ class Session:
                 return
             text = message.get("text")
             if text is not None:
-                if '"response.create"' in text or '"session.update"' in text or '"conversation.item.create"' in text:
-                    if not await self._client_event(text):
+                if ('"response.create"' in text or '"session.update"' in text or '"conversation.item.create"' in text
+                        or "\\u" in text):  # an escaped type must not slip past the metering
+                    checked = await self._client_event(text)
+                    if checked is None:
                         return
+                    text = checked
                 await self.upstream.send_str(text)
             elif message.get("bytes") is not None:
                 await self.upstream.send_bytes(message["bytes"])
@@ -184,20 +187,29 @@ class Session:
         self.outcome = "ok" if code in (1000, 1001) else "error"
         await self._close_client(1011 if code in _UNSENDABLE else code)
 
-    async def _client_event(self, text: str) -> bool:
-        """Meter a client event; False when the session was refused and closed."""
+    async def _client_event(self, text: str) -> str | None:
+        """Meter a client event: the text to send upstream, None when the session was refused
+        and closed. A ``response.create`` that no cap limits (neither its own nor the
+        session's) is sent with the output cap it was admitted for, when there is one."""
         event = _decode(text)
         kind = event.get("type")
         if kind == "session.update":
-            cap = (event.get("session") or {}).get("max_response_output_tokens")
+            session = event.get("session")
+            cap = session.get("max_response_output_tokens") if isinstance(session, dict) else None
             self.session_cap = cap if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0 else None
         elif kind == "conversation.item.create":
             self.added += len(orjson.dumps(event.get("item")))
         elif kind == "response.create":
             response: dict[str, Any] = event["response"] if isinstance(event.get("response"), dict) else {}
             cap = response.get("max_output_tokens")
-            return await self._admit(cap if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0 else None)
-        return True
+            cap = cap if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0 else None
+            if not await self._admit(cap):
+                return None
+            admitted = self.turns[-1].ctx.units
+            if cap is None and self.session_cap is None and admitted is not None and admitted.output_tokens:
+                event["response"] = {**response, "max_output_tokens": admitted.output_tokens}
+                return orjson.dumps(event).decode()
+        return text
 
     async def _upstream_event(self, text: str) -> bool:
         """Meter an upstream event; False when the session was refused and closed."""

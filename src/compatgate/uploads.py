@@ -137,7 +137,10 @@ class Form(dict[str, Any]):
 
     The files come from the client's body as `stream` relays them (``rest``), or from a spool
     when they came before a field the gateway checks. ``size`` is the upload's size as the
-    client declared it (else the limit); ``sent`` counts the bytes relayed so far."""
+    client declared it (else the limit); ``sent`` counts the bytes relayed so far.
+    ``fields_are_text``: every field value is text (validators read numbers from it)."""
+
+    fields_are_text = True
 
     def __init__(self, fields: dict[str, Any], rest: _Rest | None = None, spool: _Spool | None = None,
                  *, size: int = 0, checked: frozenset[str] = frozenset()) -> None:

@@ -19,6 +19,7 @@ from .exceptions import InvalidRequestError, RequestTooLargeError
 
 __all__ = [
     "MAX_CHOICES",
+    "MAX_DEPTH",
     "MAX_MODEL_NAME",
     "MAX_TOKENS",
     "bounded",
@@ -40,6 +41,7 @@ Body = dict[str, Any]
 MAX_MODEL_NAME = 256  # characters
 MAX_TOKENS = 100_000_000  # the largest output cap accepted (no model produces more)
 MAX_CHOICES = 128  # ``n``, as OpenAI bounds it
+MAX_DEPTH = 128  # levels of nested objects and arrays in a JSON body (a conversion adds a few)
 
 
 async def read_json(request: Request, limit: int) -> Body:
@@ -68,7 +70,22 @@ async def read_json(request: Request, limit: int) -> Body:
         ) from None
     if not isinstance(body, dict):
         raise InvalidRequestError("The request body must be a JSON object.")
+    # orjson reads 1024 levels but writes 254: a body nested deeper could never be sent on.
+    if content.count(b"[") + content.count(b"{") > MAX_DEPTH and _deeper_than(body, MAX_DEPTH):
+        raise InvalidRequestError(f"The JSON body is nested more than {MAX_DEPTH} levels deep.")
     return body
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests objects and arrays more than ``limit`` levels deep."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def too_large(limit: int) -> RequestTooLargeError:
@@ -99,12 +116,15 @@ def optional(body: Body, name: str, kinds: type | tuple[type, ...], what: str, w
 
 
 def bounded(body: Body, name: str, low: int, high: int, where: str = "") -> int | None:
-    """An optional integer field within ``low..high`` (form fields arrive as text)."""
+    """An optional integer field within ``low..high``. Only a form's fields (a body whose
+    ``fields_are_text`` is true, see `compatgate.uploads.Form`) may give it as text: in JSON,
+    ``"100"`` is a string, which the meters would not read while a lenient upstream would."""
     value = body.get(name)
     if value is None:
         return None
     param = f"{where}{name}"
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value.strip()) <= 20:
+    if (isinstance(value, str) and getattr(body, "fields_are_text", False)
+            and value.strip().lstrip("-").isdigit() and len(value.strip()) <= 20):
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise InvalidRequestError(f"'{param}' must be an integer from {low} to {high}; got {kind_of(value)} "

@@ -212,3 +212,18 @@ def test_chunks_are_not_buffered(gw: Served, upstream):
     first = time.monotonic() - started
     list(stream)
     assert first < (time.monotonic() - started) / 3
+
+
+def test_error_event_carrying_the_upstream_key_is_scrubbed(gw: Served, upstream, openai_schema: OpenAISchema,
+                                                           caplog):
+    """Issue 14, defect 7: an Anthropic ``event: error`` echoing the provider's key reaches
+    neither the client, the usage record nor the logs. Before the operation table (commit
+    1ba4be6) mid-stream error text went out as the upstream wrote it."""
+    from anthropic_support import UPSTREAM_KEY
+
+    caplog.set_level("DEBUG")
+    event = {"type": "error", "error": {"type": "authentication_error", "message": f"invalid x-api-key {UPSTREAM_KEY}"}}
+    _, error = broken(gw, upstream, sse(*TEXT) + b"event: error\ndata: " + orjson.dumps(event) + b"\n\n",
+                      openai_schema)
+    assert error["message"] == "invalid x-api-key ***"
+    assert UPSTREAM_KEY not in repr(gw.records(1)) and UPSTREAM_KEY not in caplog.text

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -115,6 +116,24 @@ class Database:
                 assert len(rows) >= count, f"expected {count} ledger rows, got {len(rows)}"
                 return rows
             time.sleep(0.05)
+
+
+def postgres_database(url: str) -> Iterator[Database]:
+    """A schema of its own in the test PostgreSQL database at ``url``, dropped afterwards."""
+    schema = f"billing_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        yield Database(url, schema)
+    finally:
+        import asyncpg
+
+        async def drop() -> None:
+            connection = await asyncpg.connect(url, timeout=5)
+            try:
+                await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            finally:
+                await connection.close()
+
+        asyncio.run(drop())
 
 
 def billing_config(upstream_url: str, database: Database, **billing: Any) -> dict[str, Any]:

@@ -4,9 +4,7 @@ served over real HTTP on loopback."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -14,13 +12,18 @@ from typing import Any
 
 import pytest
 
-from compatgate.testing import (FakeUpstream, OpenAISchema, fake_upstream, require_service,
-                                serve_gateway)
+from compatgate.testing import (
+    FakeUpstream,
+    OpenAISchema,
+    fake_upstream,
+    require_service,
+    serve_gateway,
+)
 
 # --import-mode=importlib puts no test folder on sys.path: make billing_support importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from billing_support import POSTGRES_URL, SPEC, Database, Served, billing_config
+from billing_support import POSTGRES_URL, SPEC, Database, Served, billing_config, postgres_database
 
 
 @pytest.fixture(scope="session")
@@ -34,24 +37,6 @@ def postgres_url() -> str:
 
     return require_service("PostgreSQL", POSTGRES_URL, probe=lambda: asyncio.run(probe()),
                            env="COMPATGATE_TEST_POSTGRES_URL")
-
-
-def postgres_database(url: str) -> Iterator[Database]:
-    """A schema of its own in the test PostgreSQL database at ``url``, dropped afterwards."""
-    schema = f"billing_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    try:
-        yield Database(url, schema)
-    finally:
-        import asyncpg
-
-        async def drop() -> None:
-            connection = await asyncpg.connect(url, timeout=5)
-            try:
-                await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            finally:
-                await connection.close()
-
-        asyncio.run(drop())
 
 
 @pytest.fixture(scope="session")

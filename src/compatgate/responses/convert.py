@@ -14,7 +14,8 @@ from typing import Any
 
 import orjson
 
-from ..exceptions import InvalidRequestError
+from ..exceptions import InvalidRequestError, UpstreamError
+from ..usage import Usage
 
 __all__ = ["chat_request", "from_chat", "input_items", "item_id", "response_usage", "shell", "status_of"]
 
@@ -31,12 +32,48 @@ def item_id(prefix: str) -> str:
 
 
 def input_items(value: Any) -> list[Body]:
-    """``input`` as a list of items (a string is one user message)."""
+    """``input`` as a list of items (a string is one user message), each checked as far as the
+    conversion reads it (`InvalidRequestError` naming the parameter)."""
     if value is None:
         return []
     if isinstance(value, str):
         return [{"type": "message", "role": "user", "content": value}]
-    return list(value)
+    items = list(value)
+    for index, item in enumerate(items):
+        _check_item(item, f"input[{index}]")
+    return items
+
+
+def _invalid(param: str, what: str, value: Any) -> InvalidRequestError:
+    return InvalidRequestError(f"Invalid type for '{param}': expected {what}, but got {_kind(value)}.",
+                               param=param, code="invalid_type")
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
+             dict: "an object"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _check_item(item: Any, where: str) -> None:
+    if not isinstance(item, dict):
+        raise _invalid(where, "an object", item)
+    if item.get("type", "message") != "message":
+        return
+    if not isinstance(item.get("role"), str):
+        raise _invalid(f"{where}.role", "a string", item.get("role"))
+    content = item.get("content")
+    if isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise _invalid(f"{where}.content", "a string or an array", content)
+    for index, part in enumerate(content):
+        if not isinstance(part, dict):
+            raise _invalid(f"{where}.content[{index}]", "an object", part)
+        kind = part.get("type")
+        field = "refusal" if kind == "refusal" else "text" if kind in ("input_text", "output_text", "text") else None
+        if field is not None and not isinstance(part.get(field, ""), str):
+            raise _invalid(f"{where}.content[{index}].{field}", "a string", part.get(field))
 
 
 def chat_request(body: Body, items: list[Body]) -> Body:
@@ -183,19 +220,17 @@ def status_of(response: Body, finish_reason: str | None) -> None:
 
 
 def response_usage(usage: Any) -> Body | None:
-    """A chat ``usage`` object as a Responses one."""
-    if not isinstance(usage, dict):
+    """A chat ``usage`` object as a Responses one (numbers that are not counts read as 0)."""
+    read = Usage.from_openai(usage) if isinstance(usage, dict) else None
+    if read is None:
         return None
-    prompt, completion = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
-    prompt_details = usage.get("prompt_tokens_details") or {}
-    completion_details = usage.get("completion_tokens_details") or {}
     return {
-        "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": prompt_details.get("cached_tokens") or 0,
-                                 "cache_write_tokens": prompt_details.get("cache_write_tokens") or 0},
-        "output_tokens": completion,
-        "output_tokens_details": {"reasoning_tokens": completion_details.get("reasoning_tokens") or 0},
-        "total_tokens": usage.get("total_tokens") or prompt + completion,
+        "input_tokens": read.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": read.cached_tokens or 0,
+                                 "cache_write_tokens": read.cache_write_tokens or 0},
+        "output_tokens": read.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": read.reasoning_tokens or 0},
+        "total_tokens": read.total_tokens,
     }
 
 
@@ -218,10 +253,21 @@ def call_item(call_id: str, name: str, arguments: str, id_: str | None = None, s
 
 
 def from_chat(data: Body, response: Body) -> Body:
-    """``response`` (a `shell`) completed with the chat answer ``data``."""
-    choices = data.get("choices") or [{}]
-    choice = choices[0] if isinstance(choices[0], dict) else {}
-    message = choice.get("message") or {}
+    """``response`` (a `shell`) completed with the chat answer ``data``; an `UpstreamError`
+    (502) when ``data`` is not a chat answer."""
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise _nonsense("'choices' is not a list of choice objects")
+    choice = choices[0]
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise _nonsense("'choices[0].message' is not an object")
+    for name in ("content", "reasoning_content", "refusal"):
+        if message.get(name) is not None and not isinstance(message[name], str):
+            raise _nonsense(f"'choices[0].message.{name}' is not a string")
+    calls = message.get("tool_calls") or []
+    if not isinstance(calls, list) or not all(_is_call(call) for call in calls):
+        raise _nonsense("'choices[0].message.tool_calls' is not a list of function calls")
     output: list[Body] = []
     if message.get("reasoning_content"):
         output.append(reasoning_item(message["reasoning_content"]))
@@ -229,13 +275,24 @@ def from_chat(data: Body, response: Body) -> Body:
         output.append(message_item(message["content"]))
     elif message.get("refusal"):
         output.append({**message_item(""), "content": [{"type": "refusal", "refusal": message["refusal"]}]})
-    for call in message.get("tool_calls") or ():
+    for call in calls:
         function = call.get("function") or {}
-        output.append(call_item(call.get("id") or item_id("call"), function.get("name") or "",
-                                function.get("arguments") or ""))
+        output.append(call_item(call.get("id") if isinstance(call.get("id"), str) else item_id("call"),
+                                function.get("name") or "", function.get("arguments") or ""))
     response["output"] = output
     usage = response_usage(data.get("usage"))
     if usage is not None:
         response["usage"] = usage
-    status_of(response, choice.get("finish_reason"))
+    reason = choice.get("finish_reason")
+    status_of(response, reason if isinstance(reason, str) else None)
     return response
+
+
+def _is_call(call: Any) -> bool:
+    function = call.get("function") if isinstance(call, dict) else None
+    return isinstance(function, dict) and all(
+        function.get(name) is None or isinstance(function[name], str) for name in ("name", "arguments"))
+
+
+def _nonsense(what: str) -> UpstreamError:
+    return UpstreamError(f"The upstream's chat answer cannot be read as a response: {what}.")
