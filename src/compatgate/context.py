@@ -5,8 +5,10 @@ from __future__ import annotations
 import fnmatch
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+
+from .metering import CHAT_METER, Meter
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -127,6 +129,27 @@ class RequestContext:
         if self.via_chat:
             return "chat_completions"
         return self.operation.method if self.operation is not None else ""
+
+    @property
+    def meter(self) -> Meter:
+        """The meter of what this request sends upstream: its operation's, or Chat Completions'
+        when it is served through chat (``via_chat``)."""
+        if self.via_chat or self.operation is None:
+            return CHAT_METER if self.via_chat else Meter()
+        return self.operation.meter
+
+    def cap_output(self, limit: int) -> None:
+        """Limit the output of a request that carries no cap (``units.output_tokens`` None) to
+        ``limit`` tokens per choice: written into ``sent`` the way its upstream reads it, and
+        counted in ``units``. For an `admit_request` hook that reserves against a default, so
+        that what it reserved and what the upstream may produce cannot diverge."""
+        units = self.units
+        if units is None or units.output_tokens is not None:
+            return
+        self.meter.cap(self.sent, limit)
+        n = self.sent.get("n")
+        choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+        self.units = replace(units, output_tokens=limit * choices)
 
     @property
     def elapsed_ms(self) -> float:

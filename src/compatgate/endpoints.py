@@ -25,7 +25,7 @@ from .context import RequestContext
 from .exceptions import GatewayError, ModelNotFoundError, PermissionDeniedError, UpstreamError
 from .local import error_headers, error_response, internal_error, json_response, method_not_allowed, request_id
 from .metering import Meter, Units
-from .operations import CHAT_METER, Operation
+from .operations import Operation
 from .relay import ChunkRelay, OpenAIEncoder, Relay
 from .replies import RawReply, Reply, Result, answer_of
 from .timeouts import call_provider
@@ -101,7 +101,7 @@ class Pipeline:
 
     def meter(self, ctx: RequestContext) -> Meter:
         """The meter of what ``ctx`` sends upstream: Chat Completions' when converted."""
-        return CHAT_METER if ctx.via_chat else self.operation.meter
+        return ctx.meter
 
     async def call(self, ctx: RequestContext) -> Reply | Any:
         """Send ``ctx.sent`` upstream through the `wrap_upstream` chain."""

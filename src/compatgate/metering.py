@@ -25,6 +25,7 @@ from .usage import estimate_prompt_tokens
 
 __all__ = [
     "AUDIO_BYTES_PER_SECOND",
+    "CHAT_METER",
     "AudioMeter",
     "ImageMeter",
     "Meter",
@@ -190,3 +191,7 @@ def _number(value: Any) -> float | None:
     except ValueError:
         return None
     return number if math.isfinite(number) and number >= 0 else None
+
+
+#: The meter of Chat Completions, the pivot: what an operation served through chat is metered by.
+CHAT_METER = TokenMeter("max_completion_tokens", "max_tokens", "n_predict", "max_new_tokens")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from starlette.requests import Request
 
 from .exceptions import GatewayError
-from .metering import AudioMeter, ImageMeter, Meter, SpeechMeter, TokenMeter
+from .metering import CHAT_METER, AudioMeter, ImageMeter, Meter, SpeechMeter, TokenMeter
 from .replies import Chunk
 from .uploads import read_form
 from .validation import (
@@ -163,7 +163,6 @@ def _upload_size(body: Body) -> int:
     return int(getattr(body, "size", 0))
 
 
-CHAT_METER = TokenMeter("max_completion_tokens", "max_tokens", "n_predict", "max_new_tokens")
 
 #: The OpenAI API's operations, registered by the default plugin ``compatgate.defaults.api``.
 #: (``/responses`` is the default plugin ``compatgate.defaults.responses``.)

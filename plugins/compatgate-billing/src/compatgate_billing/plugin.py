@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 from compatgate import (
     AuthenticationError,
     InsufficientQuotaError,
-    Meter,
     PermissionDeniedError,
     Principal,
     RequestContext,
@@ -43,7 +42,6 @@ from compatgate import (
     hookimpl,
     withdraw_hooks,
 )
-from compatgate.operations import CHAT_METER
 from compatgate.usage import estimate_prompt_tokens
 
 from .keys import KeyPrincipal, parse_key, verify
@@ -77,13 +75,6 @@ class Pending:
 
     id: str
     reserved: int = 0
-
-
-def _meter(ctx: RequestContext) -> Meter:
-    """The meter of the body ``ctx`` sends upstream (Chat Completions' when converted)."""
-    if ctx.via_chat or ctx.operation is None:
-        return CHAT_METER if ctx.via_chat else Meter()
-    return ctx.operation.meter
 
 
 class Billing:
@@ -248,15 +239,12 @@ class Billing:
             return
         if principal.unlimited:
             return
-        units = ctx.units or Units(estimate_prompt_tokens(ctx.body), None)
-        choices = ctx.sent.get("n") if isinstance(ctx.sent.get("n"), int) else 1
         limit = price.max_tokens or self.settings.max_tokens
-        if units.output_tokens is None and ctx.units is not None:
-            # Nothing limits the output (no cap in the request, none configured for the model):
-            # the limit reserved is sent upstream, so what is produced cannot exceed it.
-            _meter(ctx).cap(ctx.sent, limit)
-            ctx.units = units = replace(units, output_tokens=limit * max(choices, 1))
-        amount = price.worst_case(units, limit * max(choices, 1))
+        # Nothing limits the output (no cap in the request, none configured for the model): the
+        # limit reserved is sent upstream, so what is produced cannot exceed it.
+        ctx.cap_output(limit)
+        units = ctx.units or Units(estimate_prompt_tokens(ctx.body), limit)
+        amount = price.worst_case(units, limit)
         if amount <= 0:
             return
         if not await self._reserve(pending.id, principal.key_id, amount):
