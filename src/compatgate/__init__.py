@@ -22,7 +22,7 @@ from .exceptions import (
 from .gateway import Gateway
 from .hookspecs import hookimpl
 from .hooks import withdraw_hooks
-from .provider import Chunk, ChunkStream, HTTPProvider, Provider, Reply, decode_event
+from .provider import Chunk, ChunkStream, HTTPProvider, Provider, RawReply, Reply, decode_event
 from .sse import SSEDecoder, ServerSentEvent, encode_event
 from .timeouts import call_provider
 from .usage import Attempt, Usage, UsageRecord
@@ -51,6 +51,7 @@ __all__ = [
     "Provider",
     "ProviderConfig",
     "RateLimitError",
+    "RawReply",
     "Reply",
     "RequestContext",
     "RequestTooLargeError",

@@ -63,7 +63,9 @@ class RequestContext:
     between their hooks for this one request (key it by plugin name);
     ``response_headers`` are headers a provider adds to the client's response (e.g. the
     upstream's rate limits translated), after those of the `response_headers` hooks;
-    ``attempts`` lists the upstream calls made so far.
+    ``attempts`` lists the upstream calls made so far; ``cache`` is what a cache did with the
+    request (``"hit"``, ``"miss"`` or ``"bypass"``, set by a `wrap_upstream` plugin), None
+    when no cache took part.
     """
 
     __slots__ = (
@@ -82,6 +84,7 @@ class RequestContext:
         "attempts",
         "started",
         "first_token_at",
+        "cache",
     )
 
     def __init__(self, gateway: Gateway, request_id: str, endpoint: str, request: Request) -> None:
@@ -100,6 +103,7 @@ class RequestContext:
         self.attempts: list[Attempt] = []
         self.started = time.perf_counter()
         self.first_token_at: float | None = None
+        self.cache: str | None = None
 
     @property
     def elapsed_ms(self) -> float:

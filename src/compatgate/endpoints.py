@@ -157,6 +157,14 @@ class APIEndpoint:
             upstream = {**ctx.body, "model": route.upstream_model}
         if self.name == "realtime":  # a session, not an answer: no answer timeouts
             return await route.provider.realtime(ctx, upstream)
+        if hooks.implemented("wrap_upstream"):
+            method = self.method
+
+            async def call(ctx: RequestContext, body: dict[str, Any]) -> Any:
+                return await call_provider(route.provider, ctx, method, body)
+
+            wrapped = await hooks.chain("wrap_upstream", "call", call, ctx=ctx)
+            return await wrapped(ctx, upstream)
         return await call_provider(route.provider, ctx, self.method, upstream)
 
     async def _body(self, ctx: RequestContext, reply: Reply) -> bytes:
@@ -195,6 +203,7 @@ class APIEndpoint:
             finish_reasons=answer[0],
             response_model=answer[1],
             response_id=answer[2],
+            cache=ctx.cache,
         )
         await self.gateway.hooks.each("record_usage", isolate=True, ctx=ctx, record=record)
 

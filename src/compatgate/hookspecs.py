@@ -26,13 +26,16 @@ if TYPE_CHECKING:
 
     from .context import Principal, RequestContext, Route
     from .gateway import Gateway
-    from .provider import Provider
+    from .provider import ChunkStream, Provider, RawReply, Reply
     from .usage import UsageRecord
 
 hookspec = pluggy.HookspecMarker("compatgate")
 hookimpl = pluggy.HookimplMarker("compatgate")
 
-__all__ = ["hookimpl", "hookspec"]
+__all__ = ["UpstreamCall", "hookimpl", "hookspec"]
+
+# The call that sends a request upstream: (ctx, upstream-bound body) -> the provider's answer.
+UpstreamCall = Callable[["RequestContext", dict[str, Any]], Awaitable["Reply | ChunkStream | RawReply"]]
 
 
 @hookspec
@@ -140,6 +143,19 @@ def admit_request(ctx: RequestContext) -> Awaitable[None] | None:
     Runs after authentication, routing and `transform_request`. May be async; every
     implementation is awaited in order until one raises. Whatever an implementation reserves
     here it releases in `record_usage`, which fires for refused requests too.
+    """
+
+
+@hookspec
+def wrap_upstream(ctx: RequestContext, call: UpstreamCall) -> UpstreamCall | None:
+    """Wrap the call that sends a request upstream (caching, retries, tracing...).
+
+    Runs after `admit_request`, once per request. Chained: each implementation receives the
+    call built so far (the innermost sends the request to the routed provider under its
+    timeouts) and returns a new one, or None to keep it. The returned call receives the
+    upstream-bound body: ``model`` replaced by the route's upstream model, and for operations
+    served through another protocol, the Chat Completions body actually sent. Synchronous (it
+    builds the call; the call itself is async).
     """
 
 

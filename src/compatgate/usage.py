@@ -94,7 +94,9 @@ class UsageRecord:
     ``error_code`` is the OpenAI error ``code`` the client received (``rate_limit_exceeded``,
     ``insufficient_quota``, ``upstream_timeout``...), None without one. ``finish_reasons`` (one
     per finished choice, in the order they came), ``response_model`` and ``response_id`` are
-    what the answer said, read where the gateway already looks (no extra parsing).
+    what the answer said, read where the gateway already looks (no extra parsing). ``cache``
+    is what a cache did (``"hit"``, ``"miss"``, ``"bypass"``; None without a cache): on a hit
+    (`cached`) no upstream call was made and ``usage`` is the cached answer's.
     """
 
     request_id: str
@@ -115,6 +117,12 @@ class UsageRecord:
     finish_reasons: tuple[str, ...] = ()
     response_model: str | None = None
     response_id: str | None = None
+    cache: str | None = None
+
+    @property
+    def cached(self) -> bool:
+        """Whether the answer came from a cache (``cache == "hit"``)."""
+        return self.cache == "hit"
 
     @property
     def prompt_tokens(self) -> int:
