@@ -200,9 +200,10 @@ def _merge_logprobs(merged: Any, more: Any) -> Any:
 
 
 def chunks_from_completion(data: Body) -> list[Body]:
-    """The stream a complete answer replays as: per choice its content in one chunk (role,
-    text, refusal, tool calls with their index) and its ``finish_reason`` in the next, then
-    one usage chunk (``choices: []``) when the answer has usage."""
+    """The stream a complete answer replays as: per chat choice its content in one chunk (role,
+    text, refusal, tool calls with their index) and its ``finish_reason`` in the next (per
+    completions choice, one chunk with both), then one usage chunk (``choices: []``) when the
+    answer has usage."""
     chat = data.get("object") != "text_completion"
     head: Body = {"id": data.get("id", ""), "object": "chat.completion.chunk" if chat else "text_completion",
                   "created": data.get("created", 0), "model": data.get("model", "")}  # fmt: skip
@@ -219,12 +220,12 @@ def chunks_from_completion(data: Body) -> list[Body]:
                 delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(message["tool_calls"])]
             first: Body = {"index": index, "delta": delta, "logprobs": choice.get("logprobs"), "finish_reason": None}
             last: Body = {"index": index, "delta": {}, "logprobs": None, "finish_reason": choice.get("finish_reason")}
-        else:
-            first = {"index": index, "text": choice.get("text") or "", "logprobs": choice.get("logprobs"),
-                     "finish_reason": None}  # fmt: skip
-            last = {"index": index, "text": "", "logprobs": None, "finish_reason": choice.get("finish_reason")}
-        chunks.append({**head, "choices": [first]})
-        chunks.append({**head, "choices": [last]})
+            chunks.append({**head, "choices": [first]})
+            chunks.append({**head, "choices": [last]})
+        else:  # one chunk: the text and the finish (the spec's completion object has no null finish)
+            chunks.append({**head, "choices": [{"index": index, "text": choice.get("text") or "",
+                                                "logprobs": choice.get("logprobs"),
+                                                "finish_reason": choice.get("finish_reason")}]})  # fmt: skip
     if data.get("usage"):
         chunks.append({**head, "choices": [], "usage": data["usage"]})
     return chunks
