@@ -25,7 +25,7 @@ _TOOL_BLOCKS = frozenset({"tool_use", "server_tool_use"})
 
 def storable(data: Body, tool_calls: bool) -> bool:
     """Whether a complete answer may be kept (``tool_calls``: answers that call tools may)."""
-    if "error" in data:
+    if data.get("error"):
         return False
     kind = data.get("object") or data.get("type")
     if kind in ("chat.completion", "text_completion"):
@@ -88,7 +88,7 @@ class ChunkCheck:
 
     def see(self, data: Body) -> None:
         choices = data.get("choices")
-        if "error" in data and not choices:
+        if data.get("error") and not choices:
             self.fit = False
             return
         for choice in choices or ():

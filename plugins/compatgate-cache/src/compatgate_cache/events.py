@@ -59,7 +59,8 @@ class _Events:
 def events_from_response(response: Body) -> bytes:
     """The event stream of a complete ``response`` object."""
     emit = _Events()
-    opening = {**response, "status": "in_progress", "output": [], "usage": None}
+    opening = {**response, "status": "in_progress", "output": []}
+    opening.pop("usage", None)
     emit("response.created", response=opening)
     emit("response.in_progress", response=opening)
     for position, item in enumerate(response.get("output") or ()):
