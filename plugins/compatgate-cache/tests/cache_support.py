@@ -159,3 +159,42 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def toml(config: dict[str, Any]) -> str:
+    """The TOML of a configuration dict (nested tables of strings, numbers, booleans, lists)."""
+    lines: list[str] = []
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        if isinstance(v, str):
+            return orjson.dumps(v).decode()
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        raise TypeError(v)
+
+    def table(name: str, data: dict[str, Any]) -> None:
+        lines.append(f"[{name}]")
+        lines.extend(f"{orjson.dumps(k).decode()} = {value(v)}" for k, v in data.items() if not isinstance(v, dict))
+        for k, v in data.items():
+            if isinstance(v, dict):
+                table(f"{name}.{orjson.dumps(k).decode()}", v)
+
+    for key, data in config.items():
+        if key == "models":
+            for model in data:
+                lines.append("[[models]]")
+                lines.extend(f"{k} = {value(v)}" for k, v in model.items())
+        else:
+            table(key, data)
+    return "\n".join(lines) + "\n"
+
+
+def compatgate_cli() -> str:
+    """The installed ``compatgate`` command of this environment."""
+    import sys
+
+    return str(Path(sys.executable).with_name("compatgate"))

@@ -39,7 +39,7 @@ def add_commands(add_command: Callable[..., argparse.ArgumentParser]) -> None:
         "--config", default=os.environ.get("COMPATGATE_CONFIG", "compatgate.toml"),
         help="TOML configuration with a [plugins.cache] table (default: $COMPATGATE_CONFIG or ./compatgate.toml)",
     )  # fmt: skip
-    what = purge.add_mutually_exclusive_group(required=True)
+    what = purge.add_mutually_exclusive_group()
     what.add_argument("--key", help="the entries of this API key id (its namespace)")
     what.add_argument("--team", help="the entries of this team (scope = \"team\")")
     what.add_argument("--all", action="store_true", help="every entry")
