@@ -37,6 +37,7 @@ from compatgate import (
     PermissionDeniedError,
     Principal,
     RequestContext,
+    Usage,
     UsageRecord,
     hookimpl,
     withdraw_hooks,
@@ -45,7 +46,7 @@ from compatgate.usage import estimate_prompt_tokens
 
 from .keys import KeyPrincipal, parse_key, verify
 from .manage import KeyManager
-from .pricing import format_micro, request_output_limit
+from .pricing import Price, format_micro, request_output_limit
 from .settings import BillingSettings, parse_settings
 from .store import LedgerEntry, Store, now_ms, store_for
 from .writer import LedgerWriter
@@ -288,11 +289,23 @@ class Billing:
             cache_write_tokens=(usage.cache_write_tokens or 0) if usage else 0,
             reasoning_tokens=(usage.reasoning_tokens or 0) if usage else 0,
             estimated=bool(usage and usage.estimated),
-            cost_micro=price.cost(usage) if price is not None and usage is not None else 0,
+            cost_micro=self._cost(price, usage, record.cached),
             latency_ms=round(record.latency_ms),
             ttft_ms=round(ttft) if ttft is not None else None,
             error=record.error,
+            cached=record.cached,
         )
+
+    def _cost(self, price: Price | None, usage: Usage | None, cached: bool) -> int:
+        """The cost of ``usage``; for an answer from a cache (no upstream call), that times
+        ``cache_hit_fraction``, rounded up."""
+        if price is None or usage is None:
+            return 0
+        cost = price.cost(usage)
+        if cached:
+            assert self.settings is not None
+            cost = -(-cost * self.settings.cache_hit_fraction // 1_000_000)
+        return cost
 
     # -- operating it -------------------------------------------------------------------------
 

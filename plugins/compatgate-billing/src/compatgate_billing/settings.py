@@ -32,6 +32,7 @@ _KEYS = {
     "queue_size",
     "batch_seconds",
     "prices",
+    "cache_hit_fraction",
 }
 _PRICE_KEYS = {"input", "output", "cached_input", "cache_write", "max_tokens"}
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -58,6 +59,7 @@ class BillingSettings:
     queue_size: int
     batch_seconds: float
     prices: PriceTable
+    cache_hit_fraction: int = 0  # micro-units of 1: what share of its cost a cache hit is billed
 
 
 def parse_settings(config: Config) -> BillingSettings | None:
@@ -106,7 +108,19 @@ def parse_settings(config: Config) -> BillingSettings | None:
         queue_size=_number(table, "queue_size", int, 10_000, fail, low=1),
         batch_seconds=_number(table, "batch_seconds", float, 0.0, fail, low=0.0),
         prices=_prices(table.get("prices", {}), fail),
+        cache_hit_fraction=_fraction(table.get("cache_hit_fraction", 0), fail),
     )
+
+
+def _fraction(value: Any, fail: Fail) -> int:
+    """``cache_hit_fraction`` (0 to 1, at most six decimals) in micro-units of 1."""
+    try:
+        micro = to_micro(value)
+    except ValueError as exc:
+        raise fail(f"cache_hit_fraction {exc}") from None
+    if not 0 <= micro <= 1_000_000:
+        raise fail("cache_hit_fraction must be between 0 and 1 (the share of the price a cache hit pays)")
+    return micro
 
 
 def _database(

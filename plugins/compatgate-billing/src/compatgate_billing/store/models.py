@@ -130,7 +130,8 @@ class LedgerEntry:
     """One finished request of a virtual key, as the writer settles it. ``id`` is unique per
     request handled (a write retried with the same id adds nothing); ``request_id`` is the
     gateway's ``x-request-id``; ``cost_micro`` is what the usage is worth at the configured
-    prices. The request's reservation, if it made one, has the same ``id``."""
+    prices (for a ``cached`` answer: that times ``cache_hit_fraction``). The request's
+    reservation, if it made one, has the same ``id``."""
 
     id: str
     request_id: str
@@ -153,6 +154,7 @@ class LedgerEntry:
     latency_ms: int
     ttft_ms: int | None
     error: str | None
+    cached: bool = False  # served from a cache (billed at cache_hit_fraction of its cost)
 
     def values(self) -> tuple[Any, ...]:
         return (
@@ -177,10 +179,11 @@ class LedgerEntry:
             self.latency_ms,
             self.ttft_ms,
             self.error,
+            self.cached,
         )
 
     COLUMNS = (
         "id, request_id, created_ms, key_id, endpoint, model, provider, upstream_model, status, "
         "status_code, streamed, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, "
-        "reasoning_tokens, estimated, cost_micro, latency_ms, ttft_ms, error"
+        "reasoning_tokens, estimated, cost_micro, latency_ms, ttft_ms, error, cached"
     )

@@ -39,7 +39,8 @@ _CREDIT_COLUMNS = "id, key_id, kind, amount_micro, balance_after_micro, note, cr
 AUTH_COLUMNS = "secret_hash, status, expires_ms, allowed_models, metadata, unlimited"
 _INSERT_USAGE = (
     f"INSERT INTO billing_usage ({LedgerEntry.COLUMNS}, reserved_micro, charged_micro) VALUES "
-    f"({', '.join(f'${i}' for i in range(1, 24))}) ON CONFLICT (id) DO NOTHING RETURNING id"
+    f"({', '.join(f'${i}' for i in range(1, len(LedgerEntry.COLUMNS.split(',')) + 3))}) "
+    "ON CONFLICT (id) DO NOTHING RETURNING id"
 )
 _EXISTS = "SELECT 1 FROM billing_usage WHERE id = $1"
 _RELEASE = "DELETE FROM billing_reservations WHERE id = $1 RETURNING amount_micro, key_id"
