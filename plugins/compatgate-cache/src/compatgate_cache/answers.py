@@ -30,9 +30,12 @@ def storable(data: Body, tool_calls: bool) -> bool:
     kind = data.get("object") or data.get("type")
     if kind in ("chat.completion", "text_completion"):
         choices = data.get("choices")
-        return isinstance(choices, list) and bool(choices) and all(
-            isinstance(choice, dict) and _choice_storable(choice, tool_calls) for choice in choices
-        )
+        if not isinstance(choices, list) or not choices:
+            return False
+        for choice in choices:
+            if not isinstance(choice, dict) or not _choice_storable(choice, tool_calls):
+                return False
+        return True
     if kind == "list":  # embeddings
         return isinstance(data.get("data"), list) and bool(data["data"])
     if kind == "response":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import struct
 import time
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
@@ -30,24 +29,39 @@ class EntryError(ValueError):
     """Bytes that are not an entry this version wrote."""
 
 
-@dataclass(frozen=True, slots=True)
 class Entry:
-    kind: Kind
-    parts: tuple[bytes, ...]
-    media_type: str = "application/json"
-    usage: Usage | None = None  # "events" only: the stream's usage (the others carry theirs)
-    protocol: str = ""  # the endpoint that produced it (``"responses"`` for events)
-    stored_at: float = field(default_factory=time.time)
+    """``size`` is the bytes of the answer (what a hit serves from the cache), ``cost`` what
+    the entry counts against a memory bound. Never changed once made."""
 
-    @property
-    def size(self) -> int:
-        """The bytes of the answer (what a hit serves from the cache)."""
-        return sum(len(part) for part in self.parts)
+    __slots__ = ("cost", "kind", "media_type", "parts", "protocol", "size", "stored_at", "usage")
 
-    @property
-    def cost(self) -> int:
-        """What the entry counts against a memory bound."""
-        return self.size + _OVERHEAD + 8 * len(self.parts)
+    def __init__(
+        self,
+        kind: Kind,
+        parts: tuple[bytes, ...],
+        media_type: str = "application/json",
+        usage: Usage | None = None,  # "events" only: the stream's usage (the others carry theirs)
+        protocol: str = "",  # the endpoint that produced it ("responses" for events)
+        stored_at: float | None = None,
+    ) -> None:
+        self.kind = kind
+        self.parts = parts
+        self.media_type = media_type
+        self.usage = usage
+        self.protocol = protocol
+        self.stored_at = time.time() if stored_at is None else stored_at
+        self.size = sum(len(part) for part in parts) if len(parts) != 1 else len(parts[0])
+        self.cost = self.size + _OVERHEAD + 40 * len(parts)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Entry):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<Entry {self.kind} {len(self.parts)} parts, {self.size} bytes>"
 
     def encode(self) -> bytes:
         header: dict[str, Any] = {"k": self.kind, "m": self.media_type, "p": self.protocol,
@@ -88,5 +102,5 @@ class Entry:
             raise EntryError(f"a damaged entry ({type(exc).__name__})") from None
 
 
-def _usage_fields(usage: Usage) -> dict[str, Any]:
+def _usage_fields(usage: Usage) -> dict[str, Any]:  # a dataclass: every field, by name
     return {name: getattr(usage, name) for name in usage.__dataclass_fields__}

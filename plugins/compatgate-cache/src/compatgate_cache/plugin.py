@@ -5,8 +5,8 @@
 it up unless the client sent ``Cache-Control: no-cache``, and on a hit returns the stored answer
 (`replay`) without going upstream; on a miss it goes upstream and keeps the answer if it is fit
 (`record`) unless the client sent ``Cache-Control: no-store``. ``ctx.cache`` says what happened
-(``hit``, ``miss``, ``bypass``), the `response_headers` hook sends it as ``x-compatgate-cache``,
-and the gateway copies it into the usage record (billing, rate limits and metrics read
+(``hit``, ``miss``, ``bypass``), the response carries it as ``x-compatgate-cache`` (through
+``ctx.response_headers``: no extra hook on every request), and the gateway copies it into the usage record (billing, rate limits and metrics read
 ``record.cached``). ``ctx.state["cache"]`` holds a `CacheNote` (the key and the bytes a hit
 served). A backend that fails is skipped (``bypass``) for ``backend_retry_seconds``, with a
 warning at most every 10 s: the cache never fails a request.
@@ -76,12 +76,13 @@ class Cache:
         table = gateway.config.plugins.get(STATE_KEY)
         self.settings: Settings | None = None
         self.backend: Backend | None = None
+        self._memory: MemoryBackend | None = None  # the backend when it is in memory (no awaits)
         self.admin_key: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._down_until = 0.0
         self._last_warning = 0.0
         if table is None:  # inert at no cost
-            withdraw_hooks(self, "startup", "shutdown", "wrap_upstream", "response_headers", "register_routes")
+            withdraw_hooks(self, "startup", "shutdown", "wrap_upstream", "register_routes")
             return
         settings = self.settings = parse_settings(table, gateway.config.source)
         if settings.backend == "redis":
@@ -93,7 +94,7 @@ class Cache:
                 max_connections=settings.redis_max_connections,
             )
         else:
-            self.backend = MemoryBackend(settings.max_bytes, **({"clock": clock} if clock else {}))
+            self.backend = self._memory = MemoryBackend(settings.max_bytes, **({"clock": clock} if clock else {}))
         self.admin_key = settings.admin_key or _billing_admin_key(gateway)
         gateway.state[STATE_KEY] = self
 
@@ -127,17 +128,12 @@ class Cache:
             return None
         return partial(self._serve, call)
 
-    @hookimpl
-    def response_headers(self, ctx: RequestContext) -> dict[str, str] | None:
-        status = ctx.cache
-        return {HEADER: status} if status is not None else None
-
     async def _serve(self, call: UpstreamCall, ctx: RequestContext, body: dict[str, Any]) -> Answer:
         settings = self.settings
         assert settings is not None
         policy = settings.policy(ctx.model)
         if not isinstance(body, dict) or not _cacheable(ctx, body, policy):
-            ctx.cache = "bypass"
+            ctx.cache = ctx.response_headers[HEADER] = "bypass"
             ctx.state[STATE_KEY] = CacheNote("bypass")
             return await call(ctx, body)
         directives = _directives(ctx.request.headers.get("cache-control"))
@@ -146,7 +142,8 @@ class Cache:
         status = "bypass"
         if "no-cache" not in directives:
             try:
-                entry = await self._get(key)
+                memory = self._memory
+                entry = memory.get_now(key) if memory is not None else await self._get(key)
             except BackendUnavailable:
                 store = False
             else:
@@ -154,13 +151,13 @@ class Cache:
                 if entry is not None:
                     served = replay(entry, body.get("stream") is True)
                     if served is not None:
-                        ctx.cache = "hit"
+                        ctx.cache = ctx.response_headers[HEADER] = "hit"
                         ctx.state[STATE_KEY] = CacheNote("hit", key, entry.size)
                         return served
-        ctx.cache = status
+        ctx.cache = ctx.response_headers[HEADER] = status
         ctx.state[STATE_KEY] = CacheNote(status, key)
         result = await call(ctx, body)
-        if not store or time.monotonic() < self._down_until:
+        if not store or (self._memory is None and time.monotonic() < self._down_until):
             return result
         return await self._record(result, ctx, body, key, policy)
 
@@ -174,7 +171,10 @@ class Cache:
             if storable(result.data, policy.tool_calls):
                 raw = result.raw if result.raw is not None else orjson.dumps(result.data)
                 if len(raw) <= limit:
-                    await self._set(key, Entry("json", (raw,)), policy.ttl_seconds)
+                    if self._memory is not None:
+                        self._memory.set_now(key, Entry("json", (raw,)), policy.ttl_seconds)
+                    else:
+                        await self._set(key, Entry("json", (raw,)), policy.ttl_seconds)
             return result
         if isinstance(result, RawReply):
             if ctx.endpoint == "responses":  # an event stream whose end we can check
@@ -188,8 +188,6 @@ class Cache:
 
     async def _get(self, key: CacheKey) -> Entry | None:
         backend = self.backend
-        if isinstance(backend, MemoryBackend):
-            return backend.get_now(key)
         assert backend is not None
         if time.monotonic() < self._down_until:
             raise BackendUnavailable("the backend failed moments ago")
