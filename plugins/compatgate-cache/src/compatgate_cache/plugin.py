@@ -30,7 +30,7 @@ from .answers import ChunkCheck, storable
 from .backend import Backend, BackendUnavailable, MemoryBackend
 from .entry import Entry
 from .keys import CacheKey, cache_key
-from .record import record_bytes, record_chunks
+from .record import exact, record_bytes, record_chunks
 from .redis_backend import RedisBackend
 from .replay import replay
 from .settings import ModelPolicy, Settings, parse_settings
@@ -169,7 +169,7 @@ class Cache:
         keep = partial(self._keep, key, policy.ttl_seconds)
         if isinstance(result, Reply):
             if storable(result.data, policy.tool_calls):
-                raw = result.raw if result.raw is not None else orjson.dumps(result.data)
+                raw = result.raw if result.raw is not None else exact(orjson.dumps(result.data))
                 if len(raw) <= limit:
                     if self._memory is not None:
                         self._memory.set_now(key, Entry("json", (raw,)), policy.ttl_seconds)

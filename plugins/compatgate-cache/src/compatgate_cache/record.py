@@ -20,9 +20,15 @@ from .answers import ChunkCheck
 from .entry import Entry
 from .events import completed_response
 
-__all__ = ["record_bytes", "record_chunks"]
+__all__ = ["exact", "record_bytes", "record_chunks"]
 
 Keep = Callable[[Entry], None]
+
+
+def exact(encoded: bytes) -> bytes:
+    """orjson's output as bytes of their own size: orjson's buffer holds at least 4 KiB, which a
+    kept entry would otherwise hold on to (a converted stream's chunks have no upstream bytes)."""
+    return bytes(memoryview(encoded))
 
 
 async def record_chunks(stream: ChunkStream, check: ChunkCheck, limit: int, keep: Keep) -> AsyncIterator[Chunk]:
@@ -35,7 +41,7 @@ async def record_chunks(stream: ChunkStream, check: ChunkCheck, limit: int, keep
             data = chunk.data
             check.see(data)
             if size <= limit:
-                raw = chunk.raw if chunk.raw is not None else orjson.dumps(data)
+                raw = chunk.raw if chunk.raw is not None else exact(orjson.dumps(data))
                 size += len(raw)
                 if size > limit:  # too large to keep: hold nothing more
                     parts.clear()
