@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 
-from compatgate.testing import FakeUpstream, OpenAISchema, delete_redis_keys, fake_upstream, require_service, serve_gateway
+from compatgate.testing import (
+    FakeUpstream,
+    OpenAISchema,
+    delete_redis_keys,
+    fake_upstream,
+    require_service,
+    serve_gateway,
+)
 
 # --import-mode=importlib puts no test folder on sys.path: make cache_support importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -4,7 +4,7 @@ hits replay as valid answers and streams, each kind of entry serving both kinds 
 from __future__ import annotations
 
 import orjson
-from cache_support import COMPLETION, LOGPROBS, THREE, TEXT, answering, cache_status, chunks, events, text_of
+from cache_support import COMPLETION, LOGPROBS, TEXT, THREE, answering, cache_status, chunks, events, text_of
 
 QUESTION = {"messages": [{"role": "user", "content": "Say hello."}], "temperature": 0}
 

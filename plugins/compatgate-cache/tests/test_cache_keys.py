@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from cache_support import KEYS, Teams, cache_status
-
 from compatgate_cache import IGNORED
 
 BASE: dict[str, Any] = {"messages": [{"role": "user", "content": "Say hello."}], "temperature": 0}

@@ -7,10 +7,10 @@ import asyncio
 
 import pytest
 from cache_support import KEYS, Served, cache_status, config
+from compatgate_cache import CacheKey, Entry, EntryError, MemoryBackend, parse_settings
 
 from compatgate import ConfigError, Gateway, Usage
 from compatgate.testing import serve_gateway
-from compatgate_cache import CacheKey, Entry, EntryError, MemoryBackend, parse_settings
 
 
 def test_an_entry_survives_its_bytes_and_damage_is_refused():
