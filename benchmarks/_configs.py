@@ -99,6 +99,18 @@ concurrency = 100_000
     )
 
 
+def cache_toml(upstream: str, max_connections: int | None) -> str:
+    """The pass-through configuration plus compatgate-cache in memory for every request
+    (``when = "always"``: the benchmark's requests sample at temperature 0.2), bounded at
+    16 MiB so that a run of varied requests fills it and keeps evicting."""
+    return openai_passthrough_toml(upstream, max_connections) + """
+[plugins.cache]
+backend = "memory"
+when = "always"
+max_bytes = 16777216
+"""
+
+
 def litellm_yaml(upstream: str) -> str:
     """OpenAI models through LiteLLM's openai provider, and `claude-bench` through its anthropic
     provider, which appends /v1/messages to an api_base that does not end with it."""
@@ -153,6 +165,7 @@ class PluginCheck:
     """Proof that billing and rate limiting act on a variant's requests (not inert plugins)."""
 
     database: Path
+    redis: bool = True  # the row's plugins use Redis: its server's CPU is counted too
 
     def verify(self, url: str, body: bytes, api_key: str) -> dict[str, object]:
         """One request: it must carry the rate-limit headers (Redis admission worked) and add a
@@ -171,6 +184,29 @@ class PluginCheck:
                 raise BenchError(f"billing wrote no ledger row in 5 s ({rows} rows)")
             time.sleep(0.05)
         return {name: answer.headers[name] for name in RATE_LIMIT_HEADERS}
+
+
+@dataclass(frozen=True)
+class CacheCheck:
+    """Proof that the cache acts on a variant's requests: a repeated chat request is a hit
+    (``vary``: a varied one is a miss), by its ``x-compatgate-cache`` header."""
+
+    vary: bool
+    database: Path | None = None
+    redis: bool = False
+
+    def verify(self, url: str, body: bytes, api_key: str) -> dict[str, object]:
+        from _measure import varied
+
+        if self.vary:
+            sent = [varied(body, -1 - i) for i in range(2)]
+            expected = ["miss", "miss"]
+        else:
+            sent, expected = [body, body], ["hit", "hit"]  # validation already sent it once
+        seen = [post(url, item, api_key=api_key).headers.get("x-compatgate-cache") for item in sent]
+        if seen != expected:
+            raise BenchError(f"cache not acting as expected: x-compatgate-cache {seen}, wanted {expected}")
+        return {"x-compatgate-cache": seen}
 
 
 def redis_pid() -> int | None:

@@ -63,13 +63,55 @@ def _converted(result: TargetResult, _: Context) -> Verdict | None:
 
 def _plugins(result: TargetResult, context: Context) -> Verdict | None:
     plain = context.by_name.get(PLAIN)
-    if "plugin_check" not in result.raw or plain is None or plain.status != "ok":
+    if "billing" not in result.name or "plugin_check" not in result.raw or plain is None or plain.status != "ok":
         return None
     cost = plugin_cost(result, plain)
     if cost is None:
         return None
     cpu, rps = cost
     return f"CPU/req {cpu:+.0%}, chat req/s {rps:+.0%}", cpu < 0.25 and rps > -1 + 1 / 1.25
+
+
+CACHE_HIT, CACHE_MISS = "compatgate+cache", "compatgate+cache-miss"
+_CACHED = (("chat", "chat"), ("SSE", "sse"), ("conv", "conv"), ("emb", "emb"))
+
+
+def _plain_ok(context: Context) -> TargetResult | None:
+    plain = context.by_name.get(PLAIN)
+    return plain if plain is not None and plain.status == "ok" else None
+
+
+def _hit_latency(result: TargetResult, context: Context) -> Verdict | None:
+    """A hit's p50 against the plain pass-through's: at most 0.2 ms more (it should be less)."""
+    plain = _plain_ok(context)
+    if result.name != CACHE_HIT or plain is None:
+        return None
+    deltas = {name: result.metrics[f"{key}_p50_ms"] - plain.metrics[f"{key}_p50_ms"] for name, key in _CACHED
+              if f"{key}_p50_ms" in result.metrics and f"{key}_p50_ms" in plain.metrics}  # fmt: skip
+    if not deltas:
+        return None
+    return ", ".join(f"{n} {d:+.3f}" for n, d in deltas.items()), max(deltas.values()) <= 0.2
+
+
+def _hit_throughput(result: TargetResult, context: Context) -> Verdict | None:
+    plain = _plain_ok(context)
+    if result.name != CACHE_HIT or plain is None:
+        return None
+    ratios = {name: result.metrics[f"{key}_rps"] / plain.metrics[f"{key}_rps"] for name, key in _CACHED
+              if result.metrics.get(f"{key}_rps") and plain.metrics.get(f"{key}_rps")}  # fmt: skip
+    if not ratios:
+        return None
+    return ", ".join(f"{n} ×{r:.2f}" for n, r in ratios.items()), min(ratios.values()) >= 2.0
+
+
+def _miss_cpu(result: TargetResult, context: Context) -> Verdict | None:
+    plain = _plain_ok(context)
+    if result.name != CACHE_MISS or plain is None:
+        return None
+    cpu, base = result.metrics.get("cpu_us_per_req"), plain.metrics.get("cpu_us_per_req")
+    if not cpu or not base:
+        return None
+    return f"CPU/req {cpu / base - 1:+.1%} ({cpu:.0f} vs {base:.0f} µs)", cpu / base - 1 <= 0.10
 
 
 def _flat(result: TargetResult, _: Context) -> Verdict | None:
@@ -95,6 +137,9 @@ GOALS: tuple[tuple[str, Callable[[TargetResult, Context], Verdict | None]], ...]
     ("per-chunk overhead < 0.1 ms", _added((("SSE", "gap_ms"), ("conv", "conv_gap_ms")), 0.1)),
     ("converted SSE within 1.5× of pass-through", _converted),
     ("billing + Redis rate limiting cost < 25% more", _plugins),
+    ("cache hit p50 ≤ pass-through + 0.2 ms", _hit_latency),
+    ("cache hit req/s ≥ 2× pass-through", _hit_throughput),
+    ("cache miss CPU/req ≤ 10% over no cache", _miss_cpu),
     (f"RSS flat over {SOAK_GOAL:,} requests (≤ {FLAT_MIB:g} MiB)", _flat),
     ("< 20 KiB per open stream", _per_stream),
 )  # fmt: skip

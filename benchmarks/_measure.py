@@ -211,16 +211,33 @@ class WrkResult:
         return self.requests / self.duration_s
 
 
+_VARY_RUNS = iter(range(1, 1 << 30))  # each varied wrk run counts seeds from a base of its own
+
+
+def varied(body: bytes, number: int) -> bytes:
+    """``body`` with ``number`` before the text of its first message content (or its input): a
+    request no cache has seen (what post.lua does with $BENCH_VARY_BASE)."""
+    for marker in (b'"content":"', b'"input":"'):
+        head, found, tail = body.partition(marker)
+        if found:
+            return head + found + b"%d " % number + tail
+    raise ValueError("a body without message content or input")
+
+
 def run_wrk(
-    url: str, body_file: Path, connections: int, duration_s: float, api_key: str = API_KEY
+    url: str, body_file: Path, connections: int, duration_s: float, api_key: str = API_KEY,
+    vary: bool = False,
 ) -> WrkResult:
-    """One bounded wrk run (1 thread) against a 127.0.0.1 URL."""
+    """One bounded wrk run (1 thread) against a 127.0.0.1 URL; with ``vary`` every request
+    differs from every earlier one (see post.lua)."""
     assert split_url(url)[0] == "127.0.0.1", "load generators only target 127.0.0.1"
     argv = [
         "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration_s))}s",
         "--timeout", "10s", "-s", str(WRK_SCRIPT), url,
     ]  # fmt: skip
     env = {**os.environ, "BENCH_BODY_FILE": str(body_file), "BENCH_API_KEY": api_key}
+    if vary:
+        env["BENCH_VARY_BASE"] = str(next(_VARY_RUNS) * 1_000_000_000)
     done = subprocess.run(
         argv, env=env, capture_output=True, text=True, timeout=duration_s + 30, check=False
     )

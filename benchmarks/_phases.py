@@ -60,7 +60,8 @@ class Loader:
         body_file = self.scratch / f"{request.check}.json"
         body_file.write_bytes(request.body)
         url = self.session.base_url + request.path
-        outcome = run_wrk(url, body_file, connections, seconds, self.session.api_key)
+        outcome = run_wrk(url, body_file, connections, seconds, self.session.api_key,
+                          vary=self.session.vary)  # fmt: skip
         self.result.requests_total += outcome.requests
         self.result.raw[f"wrk_{label}_c{connections}"] = asdict(outcome)
         if outcome.errors:
@@ -97,7 +98,7 @@ def measure_fast(loader: Loader, settings: Settings) -> int | None:
         loader.wrk(scenario.prefix, request, 8, settings.warmup_s)
     if pid is not None:
         result.metrics["rss_warm_mib"] = rss_mib(pid)
-    helper = redis_pid() if session.check is not None else None
+    helper = redis_pid() if session.check is not None and session.check.redis else None
     started, core_before = time.monotonic(), core_user_s(NOISE_CORE)
     requests_before = result.requests_total
     cpu_before, helper_before = _cpu(pid), _cpu(helper)
@@ -180,8 +181,9 @@ def measure_slow(session: Session, settings: Settings, result: TargetResult) -> 
         url, key = session.base_url + request.path, session.api_key
         prefix = "" if scenario is SSE else f"{scenario.prefix}_"
         try:
-            stream_probe(url, request.body, 2, SLOW_CONTENT_CHUNKS, key)  # warm-up
-            timing = stream_probe(url, request.body, settings.streams, SLOW_CONTENT_CHUNKS, key)
+            vary = session.vary_streams
+            stream_probe(url, request.body, 2, SLOW_CONTENT_CHUNKS, key, vary)  # warm-up
+            timing = stream_probe(url, request.body, settings.streams, SLOW_CONTENT_CHUNKS, key, vary)
         except (BenchError, OSError) as error:
             if scenario is SSE:
                 raise
@@ -225,7 +227,7 @@ def measure_held(session: Session, settings: Settings, result: TargetResult) -> 
 
 def _check_ledger(session: Session | None, result: TargetResult) -> None:
     """After a graceful stop the billing ledger holds a row for every request of the phase."""
-    if session is None or session.check is None:
+    if session is None or session.check is None or session.check.database is None:
         return
     rows = ledger_rows(session.check.database)
     result.raw["billing_ledger_rows"] = rows

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from _measure import API_KEY, BenchError, headers, split_url
+from _measure import API_KEY, BenchError, headers, split_url, varied
 
 # A data line that carries text: an OpenAI chunk's `"content":"x`, an Anthropic text_delta's
 # `"text":"x` (empty texts, the role chunk and message_start do not match).
@@ -53,7 +53,8 @@ def _one_stream(
 
 
 def stream_probe(
-    url: str, body: bytes, streams: int, content_chunks: int, api_key: str = API_KEY
+    url: str, body: bytes, streams: int, content_chunks: int, api_key: str = API_KEY,
+    vary: bool = False,
 ) -> StreamTiming:
     """Sequential streamed requests on one keep-alive connection, timing every content event.
 
@@ -67,8 +68,9 @@ def stream_probe(
     ttfts: list[float] = []
     gaps: list[float] = []
     try:
-        for _ in range(streams):
-            start, stamps = _one_stream(conn, path, body, api_key)
+        for n in range(streams):
+            sent = varied(body, time.monotonic_ns() + n) if vary else body
+            start, stamps = _one_stream(conn, path, sent, api_key)
             if len(stamps) < content_chunks:
                 raise BenchError(f"slow stream: {len(stamps)} content events < {content_chunks}")
             ttfts.append(stamps[0] - start)

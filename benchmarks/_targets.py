@@ -18,9 +18,11 @@ from _configs import (
     CONV_MODEL,
     CONV_UPSTREAM_MODEL,
     HOLD_CONNECTIONS,
+    CacheCheck,
     PluginCheck,
     billing_key,
     billing_redis_toml,
+    cache_toml,
     litellm_yaml,
     openai_passthrough_toml,
 )
@@ -123,7 +125,9 @@ class Launch:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     api_key: str = API_KEY
-    check: PluginCheck | None = None
+    check: PluginCheck | CacheCheck | None = None
+    vary: bool = False  # every request a new one (the cache-miss row)
+    vary_streams: bool = False
 
 
 # (port, upstream base URL ending in /v1, scratch directory, phase) -> how to start a server
@@ -159,7 +163,7 @@ FLOORS = (
 # (upstream, upstream pool size or None for the default, scratch directory) -> compatgate TOML
 ConfigRenderer = Callable[[str, int | None, Path], str]
 # (config file, scratch directory) -> (API key to send, check of the variant's plugins)
-VariantSetup = Callable[[Path, Path], tuple[str, PluginCheck | None]]
+VariantSetup = Callable[[Path, Path], tuple[str, PluginCheck | CacheCheck | None]]
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,8 @@ class GatewayVariant:
     name: str
     render_config: ConfigRenderer
     setup: VariantSetup | None = None
+    vary: bool = False  # send varied requests (each a cache miss)
+    vary_streams: bool = False  # time varied streams in the slow phase (misses, recorded)
 
 
 RATE_LIMIT_PREFIX = f"compatgate-bench:{os.getpid()}"  # fresh Redis counters for every run
@@ -182,7 +188,7 @@ def _billing_config(upstream: str, pool: int | None, scratch: Path) -> str:
     return billing_redis_toml(upstream, pool, _billing_database(scratch), RATE_LIMIT_PREFIX)
 
 
-def _billing_setup(config: Path, scratch: Path) -> tuple[str, PluginCheck | None]:
+def _billing_setup(config: Path, scratch: Path) -> tuple[str, PluginCheck | CacheCheck | None]:
     database = _billing_database(scratch)
     return billing_key(config, database, REPO_ROOT), PluginCheck(database)
 
@@ -190,7 +196,15 @@ def _billing_setup(config: Path, scratch: Path) -> tuple[str, PluginCheck | None
 GATEWAY_VARIANTS = (
     GatewayVariant("compatgate", lambda upstream, pool, _: openai_passthrough_toml(upstream, pool)),
     GatewayVariant("compatgate+billing+redis", _billing_config, _billing_setup),
-)
+    # compatgate-cache in memory: every measured request repeats one, so each is a hit...
+    # (the slow phase times streams that miss and are recorded: a hit replays at once)
+    GatewayVariant("compatgate+cache", lambda upstream, pool, _: cache_toml(upstream, pool),
+                   lambda config, scratch: (API_KEY, CacheCheck(vary=False)), vary_streams=True),
+    # ...or carries a "seed" no request had before, so each is a miss (recorded and stored)
+    GatewayVariant("compatgate+cache-miss", lambda upstream, pool, _: cache_toml(upstream, pool),
+                   lambda config, scratch: (API_KEY, CacheCheck(vary=True)), vary=True,
+                   vary_streams=True),
+)  # fmt: skip
 
 
 def gateway_target(variant: GatewayVariant) -> Target:
@@ -203,7 +217,8 @@ def gateway_target(variant: GatewayVariant) -> Target:
         if variant.setup is None:
             return Launch(argv)
         api_key, check = variant.setup(config, scratch)
-        return Launch(argv, api_key=api_key, check=check)
+        return Launch(argv, api_key=api_key, check=check, vary=variant.vary,
+                      vary_streams=variant.vary_streams)  # fmt: skip
 
     return Target(variant.name, "gateway", launch, ready_timeout_s=180.0)
 
@@ -238,7 +253,9 @@ class Session:
     port: int
     process: Process | None
     api_key: str = API_KEY
-    check: PluginCheck | None = None
+    check: PluginCheck | CacheCheck | None = None
+    vary: bool = False
+    vary_streams: bool = False
 
 
 class StartError(BenchError):
@@ -268,6 +285,6 @@ def running(
                        process, launch.api_key)  # fmt: skip
         except BenchError as error:
             raise StartError(str(error)) from error
-        yield Session(base, port, process, launch.api_key, launch.check)
+        yield Session(base, port, process, launch.api_key, launch.check, launch.vary, launch.vary_streams)
     finally:
         process.stop()

@@ -7,6 +7,20 @@ file:close()
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_API_KEY") or "sk-bench")
 
+-- With $BENCH_VARY_BASE, every request differs: its first message content (or input) starts
+-- with a number counting up from that base (a cache miss each time); otherwise the file's body.
+local base = tonumber(os.getenv("BENCH_VARY_BASE") or "")
+if base then
+  local counter = base
+  local _, stop = string.find(wrk.body, '"content":"', 1, true)
+  if not stop then _, stop = string.find(wrk.body, '"input":"', 1, true) end
+  local head, tail = string.sub(wrk.body, 1, stop), string.sub(wrk.body, stop + 1)
+  request = function()
+    counter = counter + 1
+    return wrk.format(nil, nil, nil, head .. counter .. " " .. tail)
+  end
+end
+
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(

@@ -38,6 +38,7 @@ from compatgate import (
     Principal,
     RequestContext,
     Units,
+    Usage,
     UsageRecord,
     hookimpl,
     withdraw_hooks,
@@ -46,7 +47,7 @@ from compatgate.usage import estimate_prompt_tokens
 
 from .keys import KeyPrincipal, parse_key, verify
 from .manage import KeyManager
-from .pricing import format_micro
+from .pricing import Price, format_micro
 from .prompts import prompt_text
 from .settings import BillingSettings, parse_settings
 from .store import LedgerEntry, Store, now_ms, store_for
@@ -312,12 +313,24 @@ class Billing:
             cache_write_tokens=(usage.cache_write_tokens or 0) if usage else 0,
             reasoning_tokens=(usage.reasoning_tokens or 0) if usage else 0,
             estimated=bool(usage and usage.estimated),
-            cost_micro=price.cost(usage, record.units) if price is not None else 0,
+            cost_micro=self._cost(price, usage, record.units, record.cached),
             latency_ms=round(record.latency_ms),
             ttft_ms=round(ttft) if ttft is not None else None,
             error=record.error,
             finish_reason=",".join(dict.fromkeys(record.finish_reasons))[:200] or None,
+            cached=record.cached,
         )
+
+    def _cost(self, price: Price | None, usage: Usage | None, units: Units | None, cached: bool) -> int:
+        """The cost of ``usage`` and ``units``; for an answer from a cache (no upstream call),
+        that times ``cache_hit_fraction``, rounded up."""
+        if price is None:
+            return 0
+        cost = price.cost(usage, units)
+        if cached:
+            assert self.settings is not None
+            cost = -(-cost * self.settings.cache_hit_fraction // 1_000_000)
+        return cost
 
     # -- operating it -------------------------------------------------------------------------
 

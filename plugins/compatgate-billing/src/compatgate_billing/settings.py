@@ -33,6 +33,7 @@ _KEYS = {
     "queue_size",
     "batch_seconds",
     "prices",
+    "cache_hit_fraction",
 }
 _TOKEN_RATES = ("input", "output", "cached_input", "cache_write")  # per million tokens
 _UNIT_RATES = ("per_image", "per_audio_second", "per_million_characters")
@@ -62,6 +63,7 @@ class BillingSettings:
     queue_size: int
     batch_seconds: float
     prices: PriceTable
+    cache_hit_fraction: int = 0  # micro-units of 1: what share of its cost a cache hit is billed
 
 
 def parse_settings(config: Config) -> BillingSettings | None:
@@ -103,7 +105,20 @@ def parse_settings(config: Config) -> BillingSettings | None:
         queue_size=_number(table, "queue_size", int, 10_000, low=1),
         batch_seconds=_number(table, "batch_seconds", float, 0.0, low=0.0),
         prices=_prices(table),
+        cache_hit_fraction=_fraction(table),
     )
+
+
+def _fraction(table: Table) -> int:
+    """``cache_hit_fraction`` (0 to 1, at most six decimals) in micro-units of 1."""
+    try:
+        micro = to_micro(table.get("cache_hit_fraction", 0))
+    except ValueError as exc:
+        raise table.error(str(exc), "cache_hit_fraction") from None
+    if not 0 <= micro <= 1_000_000:
+        raise table.error("must be between 0 and 1 (the share of the price a cache hit pays)",
+                          "cache_hit_fraction")
+    return micro
 
 
 def _database(table: Table) -> tuple[Literal["sqlite", "postgresql"], Path | None, str | None]:

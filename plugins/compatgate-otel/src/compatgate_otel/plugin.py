@@ -42,6 +42,8 @@ __all__ = ["Tracing"]
 
 _STATE = "compatgate_otel"  # ctx.state key of a request's spans
 _VERSION = "0.1.0"
+_USAGE = (sc.USAGE_INPUT_TOKENS, sc.USAGE_OUTPUT_TOKENS, sc.USAGE_CACHE_READ, sc.USAGE_CACHE_CREATION,
+          sc.USAGE_REASONING)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -183,6 +185,11 @@ class Tracing:
         if not answered:  # no attempt span produced the answer: the request span describes it
             attributes.update(current.parameters)
             attributes.update(_answer_attributes(record))
+        if record.cache is not None:
+            attributes.update(_cache_attributes(ctx, record))
+            if record.cached:  # no inference happened: its usage is saved, not used
+                for name in _USAGE:
+                    attributes.pop(name, None)
         if record.key_id is not None:
             attributes["compatgate.key_id"] = record.key_id
         route = ctx.route
@@ -231,6 +238,20 @@ class Tracing:
 
     def _provider_name(self, provider: Provider) -> str:
         return sc.provider_name(provider.type, self.settings.provider_names.get(provider.name))
+
+
+def _cache_attributes(ctx: RequestContext, record: UsageRecord) -> dict[str, Any]:
+    """What a response cache did; for a hit (no inference: no ``gen_ai.usage.*``), the bytes it
+    served and the tokens it saved."""
+    attributes: dict[str, Any] = {"compatgate.cache": record.cache}
+    if record.cached:
+        served = getattr(ctx.state.get("cache"), "served_bytes", None)
+        if isinstance(served, int):
+            attributes["compatgate.cache.served_bytes"] = served
+        if record.usage is not None:
+            attributes["compatgate.cache.saved_input_tokens"] = record.usage.prompt_tokens
+            attributes["compatgate.cache.saved_output_tokens"] = record.usage.completion_tokens
+    return attributes
 
 
 def _answer_attributes(record: UsageRecord) -> dict[str, Any]:

@@ -97,6 +97,19 @@ class GatewayMetrics:
             "open_streams", "Streamed API requests not finished yet.", request,
             namespace=ns, registry=reg, multiprocess_mode="livesum",
         ))
+        self.cache = _Children(Counter(
+            "cache_requests", "Requests a response cache took part in, by result: hit (served from "
+            "the cache, no upstream call), miss, bypass (not cacheable, or the client said no-cache).",
+            (*request, "result"), namespace=ns, registry=reg,
+        ))
+        self.cache_bytes = _Children(Counter(
+            "cache_served_bytes", "Bytes of answers served from a response cache.",
+            request, namespace=ns, registry=reg,
+        ))
+        self.cache_saved = _Children(Counter(
+            "cache_saved_tokens", "Upstream tokens cache hits did not use, by kind: prompt, completion.",
+            (*request, "kind"), namespace=ns, registry=reg,
+        ))
         self.refusals = _Children(Counter(
             "refusals", "Requests answered 429, by error code (rate_limit_exceeded, "
             "insufficient_quota...) and source (gateway: a plugin refused; upstream: relayed).",
@@ -145,6 +158,18 @@ class GatewayMetrics:
         if record.time_to_first_token_ms is not None:
             self.ttft(endpoint, model, provider).observe(record.time_to_first_token_ms / 1000.0)
         usage = record.usage
+        if record.cache is not None:
+            self.cache(endpoint, model, provider, record.cache).inc()
+            if record.cached:  # no upstream call: its tokens are saved, not used
+                note = ctx.state.get("cache")
+                served = getattr(note, "served_bytes", 0)
+                if isinstance(served, int) and served > 0:
+                    self.cache_bytes(endpoint, model, provider).inc(served)
+                if usage is not None:
+                    for kind, count in (("prompt", usage.prompt_tokens), ("completion", usage.completion_tokens)):
+                        if count:
+                            self.cache_saved(endpoint, model, provider, kind).inc(count)
+                usage = None
         if usage is not None:
             estimated = "true" if usage.estimated else "false"
             for kind, count in (

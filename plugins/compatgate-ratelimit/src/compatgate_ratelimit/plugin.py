@@ -356,7 +356,10 @@ def _used_tokens(record: UsageRecord, reserved: int) -> int:
     """The tokens a finished request really used: the usage the upstream reported (or the
     gateway's estimate of a cut stream). Without usage: nothing for an error (an upstream error,
     or a refusal by a later plugin), else the reservation (an answer without usage, a client
-    that left before the answer: the upstream may have done the work)."""
+    that left before the answer: the upstream may have done the work). An answer from a cache
+    (``record.cached``) used no upstream tokens: it counts as a request only."""
+    if record.cached:
+        return 0
     if record.usage is not None:
         return record.usage.total_tokens
     return 0 if record.outcome == "error" else reserved

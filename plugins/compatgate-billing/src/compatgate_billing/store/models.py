@@ -130,7 +130,8 @@ class LedgerEntry:
     """One finished request of a virtual key, as the writer settles it. ``id`` is unique per
     request handled (a write retried with the same id adds nothing); ``request_id`` is the
     gateway's ``x-request-id``; ``cost_micro`` is what the usage is worth at the configured
-    prices. The request's reservation, if it made one, has the same ``id``."""
+    prices (for a ``cached`` answer: that times ``cache_hit_fraction``). The request's
+    reservation, if it made one, has the same ``id``."""
 
     id: str
     request_id: str
@@ -155,6 +156,7 @@ class LedgerEntry:
     error: str | None
     finish_reason: str | None = None  # the answer's finish reasons, comma-separated
     prompt: str | None = None  # the request's messages/prompt/input (JSON), when log_prompts
+    cached: bool = False  # served from a cache (billed at cache_hit_fraction of its cost)
 
     def values(self) -> tuple[Any, ...]:
         return (
@@ -181,10 +183,11 @@ class LedgerEntry:
             self.error,
             self.finish_reason,
             self.prompt,
+            self.cached,
         )
 
     COLUMNS = (
         "id, request_id, created_ms, key_id, endpoint, model, provider, upstream_model, status, "
         "status_code, streamed, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, "
-        "reasoning_tokens, estimated, cost_micro, latency_ms, ttft_ms, error, finish_reason, prompt"
+        "reasoning_tokens, estimated, cost_micro, latency_ms, ttft_ms, error, finish_reason, prompt, cached"
     )

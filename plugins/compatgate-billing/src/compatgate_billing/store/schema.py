@@ -135,7 +135,10 @@ def migrations(dialect: Literal["sqlite", "postgresql"]) -> list[list[str]]:
         version_1 = _statements(_TABLES.format(serial="INTEGER")) + _SQLITE_TRIGGERS
     else:
         version_1 = _statements(_TABLES.format(serial="BIGSERIAL")) + _POSTGRES_TRIGGERS
-    return [version_1, _statements(_VERSION_2)]
+    # 3: whether a ledger row's answer came from a cache (compatgate-cache: UsageRecord.cached)
+    false = "0" if dialect == "sqlite" else "FALSE"
+    version_3 = [f"ALTER TABLE billing_usage ADD COLUMN cached BOOLEAN NOT NULL DEFAULT {false}"]
+    return [version_1, _statements(_VERSION_2), version_3]
 
 
 SCHEMA_VERSION = len(migrations("sqlite"))

@@ -13,7 +13,8 @@ _TOTALS = (
     "COUNT(*), SUM(CASE WHEN status = 'ok' THEN 1 ELSE 0 END), "
     "SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END), SUM(CASE WHEN status = 'aborted' THEN 1 ELSE 0 END), "
     "SUM(CASE WHEN estimated THEN 1 ELSE 0 END), SUM(prompt_tokens), SUM(completion_tokens), "
-    "SUM(cached_tokens), SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(cost_micro), SUM(charged_micro)"
+    "SUM(cached_tokens), SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(cost_micro), SUM(charged_micro), "
+    "SUM(CASE WHEN cached THEN 1 ELSE 0 END)"
 )
 TOTAL_FIELDS = (
     "requests",
@@ -28,6 +29,7 @@ TOTAL_FIELDS = (
     "reasoning_tokens",
     "cost_micro",
     "charged_micro",
+    "cache_hits",
 )
 GROUPS = ("key", "model", "day")
 
