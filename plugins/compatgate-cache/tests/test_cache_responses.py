@@ -50,8 +50,11 @@ def test_streamed_responses_hit_with_the_recorded_events(gw, upstream, schema):
     body = {**ASK, "stream": True}
     first, second = gw.post("/responses", body), gw.post("/responses", body)
     assert (cache_status(first), cache_status(second)) == ("miss", "hit")
-    assert second.content == first.content
-    events = stream_events(second.content)
+    # Served through chat, the hit replays the cached chat chunks: the same events and text,
+    # under a Response of its own (its own id, stored for previous_response_id).
+    events, before = stream_events(second.content), stream_events(first.content)
+    assert [e["type"] for e in events] == [e["type"] for e in before]
+    assert events[-1]["response"]["id"] != before[-1]["response"]["id"]
     for event in events:
         schema.validate("ResponseStreamEvent", event)
     assert events[-1]["type"] == "response.completed"

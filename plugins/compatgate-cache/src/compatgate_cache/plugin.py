@@ -44,7 +44,7 @@ __all__ = ["CACHED_ENDPOINTS", "HEADER", "STATE_KEY", "Cache", "CacheNote"]
 
 logger = logging.getLogger("compatgate.cache")
 
-STATE_KEY = "cache"  # in gateway.state (the acting instance) and ctx.state (a CacheNote)
+STATE_KEY = "cache"  # the [plugins.cache] table, and ctx.state's CacheNote
 HEADER = "x-compatgate-cache"
 CACHED_ENDPOINTS = frozenset({"chat.completions", "completions", "embeddings", "responses", "messages"})
 _LOG_EVERY = 10.0
@@ -66,10 +66,8 @@ class CacheNote:
 
 
 class Cache:
-    """The response cache of one gateway; inert unless ``[plugins.cache]`` is configured.
-
-    When a gateway gets two instances (the entry point, and the class again in
-    ``Gateway(plugins=[...])``), the one constructed last acts and the other stays inert."""
+    """The response cache of one gateway; inert unless ``[plugins.cache]`` is configured (the
+    gateway registers one instance even when the class is also given in ``plugins=[...]``)."""
 
     def __init__(self, gateway: Gateway, *, clock: Callable[[], float] | None = None) -> None:
         self.gateway = gateway
@@ -96,11 +94,10 @@ class Cache:
         else:
             self.backend = self._memory = MemoryBackend(settings.max_bytes, **({"clock": clock} if clock else {}))
         self.admin_key = settings.admin_key or _billing_admin_key(gateway)
-        gateway.state[STATE_KEY] = self
 
     @property
     def acting(self) -> bool:
-        return self.settings is not None and self.gateway.state.get(STATE_KEY) is self
+        return self.settings is not None
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -122,7 +119,7 @@ class Cache:
 
     # -- requests ---------------------------------------------------------------------------
 
-    @hookimpl
+    @hookimpl(tryfirst=True)  # outermost: a hit never reaches a router's retries
     def wrap_upstream(self, ctx: RequestContext, call: UpstreamCall) -> UpstreamCall | None:
         if ctx.endpoint not in CACHED_ENDPOINTS or not self.acting:
             return None
