@@ -31,6 +31,7 @@ from .http import Scrubber
 from .local import ModelsEndpoint, not_found
 from .operations import OPENAI, Dialect, Operation
 from .provider import HTTPProvider, Provider
+from .heartbeat import Heartbeat
 from .realtime import RealtimeEndpoint
 from .signing import Signer
 
@@ -75,6 +76,8 @@ class Gateway:
         credentials = self._secrets()
         self.scrubber = Scrubber(credentials)
         self.signer = Signer.for_gateway(self.config.gateway.secret, credentials)
+        interval = self.config.gateway.keepalive_seconds
+        self.heartbeat: Heartbeat | None = Heartbeat(interval) if interval > 0 else None
         routes = self._routes()
         self.router = Router(routes=routes, default=not_found)
         # The operations with a plain path, for a dispatch that skips route matching on the hot
@@ -122,6 +125,8 @@ class Gateway:
             if not self._started:
                 return
             self._started = False
+            if self.heartbeat is not None:
+                await self.heartbeat.aclose()
             await self.hooks.shutdown(gateway=self)
             for provider in self.providers.values():
                 try:

@@ -1,9 +1,9 @@
 """Relaying a streamed answer to the client: the `Relay` family.
 
 `Relay` is what every streamed answer shares: an ASGI response that watches for the client
-going away (and then cancels the upstream at once), sends a keep-alive while the upstream is
-silent (``[gateway] keepalive_seconds``), closes the upstream, and reports how it ended to its
-``finish`` callback exactly once. Its two kinds:
+going away (and then cancels the upstream at once), writes a keep-alive while the upstream is
+silent (``[gateway] keepalive_seconds``, beaten by the gateway's `Heartbeat`), closes the
+upstream, and reports how it ended to its ``finish`` callback exactly once. Its two kinds:
 
 - `ChunkRelay` relays a `ChunkStream` of Chat Completions chunks through an `Encoder`: the
   client's protocol (the upstream's own bytes for OpenAI clients, see `OpenAIEncoder`). It
@@ -63,7 +63,9 @@ class Relay:
         ]
         self.finish = finish
         self.written = 0.0  # when the last bytes went out (anyio's clock)
-        self._lock = anyio.Lock()
+        self.busy = False  # a write is under way
+        self._send: Send | None = None
+        self._beating: anyio.Event | None = None  # set when a keep-alive under way is written
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         outcome: Outcome = "aborted"
@@ -71,19 +73,22 @@ class Relay:
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(_watch_disconnect, receive, group.cancel_scope)
-                interval = self.ctx.gateway.config.gateway.keepalive_seconds
+                heartbeat = self.ctx.gateway.heartbeat
                 try:
                     if not self.started:
                         await send({"type": "http.response.start", "status": 200, "headers": self.headers})
                     self.written = anyio.current_time()
-                    if interval > 0:
-                        group.start_soon(self._keepalive, send, interval)
+                    if heartbeat is not None:
+                        self._send = send
+                        heartbeat.add(self)
                     error = await self.relay(send)
                     outcome = "ok" if error is None else "error"
                 except OSError:  # the client went away while we were writing
                     pass
                 group.cancel_scope.cancel()
         finally:
+            if self.ctx.gateway.heartbeat is not None:
+                self.ctx.gateway.heartbeat.discard(self)
             with anyio.CancelScope(shield=True):
                 try:
                     await self.close()
@@ -92,16 +97,29 @@ class Relay:
                 await self.finish(outcome, self.result(), error)
 
     async def write(self, send: Send, body: bytes, more: bool = True) -> None:
-        """Send ``body`` (one or more whole events), serialised with the keep-alive."""
-        async with self._lock:
+        """Send ``body`` (one or more whole events), never interleaved with a keep-alive."""
+        while self._beating is not None:
+            await self._beating.wait()
+        self.busy = True
+        try:
             await send({"type": "http.response.body", "body": body, "more_body": more})
-            self.written = anyio.current_time()
+        finally:
+            self.busy = False
+        self.written = anyio.current_time()
 
-    async def _keepalive(self, send: Send, interval: float) -> None:
-        while True:
-            await anyio.sleep(max(self.written + interval - anyio.current_time(), 0.0))
-            if anyio.current_time() - self.written >= interval and self.can_keepalive:
-                await self.write(send, self.keepalive())
+    async def beat(self) -> None:
+        """Write the keep-alive, unless a write is under way (the `Heartbeat` calls this)."""
+        if self.busy or self._beating is not None or self._send is None:
+            return
+        self._beating = anyio.Event()
+        try:
+            await self._send({"type": "http.response.body", "body": self.keepalive(), "more_body": True})
+            self.written = anyio.current_time()
+        except OSError:  # the client went away: the relay finds out by itself
+            pass
+        finally:
+            beating, self._beating = self._beating, None
+            beating.set()
 
     def keepalive(self) -> bytes:
         return _KEEPALIVE
