@@ -61,8 +61,10 @@ class RequestContext:
     docs/endpoints.md for every one); ``stream`` and ``include_usage`` say whether the client
     asked for a stream and for its final usage chunk; ``body`` is the decoded body as the client
     sent it until the `transform_request` hooks replace it; ``sent`` is the body as it goes
-    upstream (``model`` replaced by the upstream model; for an operation served through Chat
-    Completions — then ``via_chat`` is True — the chat request), set before `admit_request`; ``units`` is what the request
+    upstream (``model`` replaced by the upstream model; for an operation served through its
+    conversion's pivot — then ``via_chat`` is True — the pivot request, e.g. a chat request),
+    set before `admit_request`; ``local`` says that the operation is answered by the gateway
+    itself (its ``local`` answer: no upstream call); ``units`` is what the request
     may cost at most, measured on ``sent`` (see `compatgate.metering.Units`): billing and rate
     limits reserve against it; ``state`` is scratch space that plugins share between their hooks
     for this one request (key it by plugin name); ``response_headers`` are headers a provider
@@ -81,6 +83,7 @@ class RequestContext:
         "body",
         "sent",
         "via_chat",
+        "local",
         "units",
         "cache",
         "model",
@@ -107,6 +110,7 @@ class RequestContext:
         self.body: dict[str, Any] = {}
         self.sent: dict[str, Any] = {}
         self.via_chat = False
+        self.local = False
         self.units: Units | None = None
         self.cache: str | None = None
         self.model: str = ""

@@ -25,7 +25,7 @@ from .context import RequestContext
 from .exceptions import GatewayError, ModelNotFoundError, PermissionDeniedError, UpstreamError
 from .local import error_headers, error_response, internal_error, json_response, method_not_allowed, request_id
 from .metering import Meter, Units
-from .operations import CHAT_METER, Operation
+from .operations import Operation
 from .relay import ChunkRelay, OpenAIEncoder, Relay
 from .replies import RawReply, Reply, Result, answer_of
 from .timeouts import call_provider
@@ -81,13 +81,17 @@ class Pipeline:
         ctx.route = route
         if hooks.implemented("transform_request") and not isinstance(ctx.body, Form):
             ctx.body = await hooks.transform_request(ctx=ctx, body=ctx.body)
+        via = operation.via
         if route.provider.serves(operation.method):
             sent: Body = (ctx.body.replace(model=route.upstream_model) if isinstance(ctx.body, Form)
                           else {**ctx.body, "model": route.upstream_model})
-        elif operation.via is not None and route.provider.serves("chat_completions"):
-            sent = await operation.via.request(ctx, ctx.body)
+        elif via is not None and route.provider.serves(via.method):
+            sent = await via.request(ctx, ctx.body)
             sent["model"] = route.upstream_model
             ctx.via_chat = True
+        elif operation.local is not None:
+            sent = {**ctx.body, "model": route.upstream_model}
+            ctx.local = True
         else:
             raise route.provider.unsupported(ctx)
         meter = self.meter(ctx)
@@ -100,14 +104,19 @@ class Pipeline:
             await hooks.admit_request(ctx=ctx)
 
     def meter(self, ctx: RequestContext) -> Meter:
-        """The meter of what ``ctx`` sends upstream: Chat Completions' when converted."""
-        return CHAT_METER if ctx.via_chat else self.operation.meter
+        """The meter of what ``ctx`` sends upstream: the conversion's when converted."""
+        via = self.operation.via
+        return via.meter if ctx.via_chat and via is not None else self.operation.meter
 
     async def call(self, ctx: RequestContext) -> Reply | Any:
-        """Send ``ctx.sent`` upstream through the `wrap_upstream` chain."""
+        """Send ``ctx.sent`` upstream through the `wrap_upstream` chain (or answer it with the
+        operation's ``local`` answer, when ``ctx.local``)."""
         assert ctx.route is not None
+        operation = self.operation
+        if ctx.local and operation.local is not None:
+            return Reply(await operation.local(ctx, ctx.sent))
         provider = ctx.route.provider
-        method = "chat_completions" if ctx.via_chat else self.operation.method
+        method = operation.via.method if ctx.via_chat and operation.via is not None else operation.method
 
         async def send(ctx: RequestContext, body: Body) -> Any:
             if self.operation.websocket:  # a session, not an answer: no answer timeouts
@@ -178,7 +187,8 @@ class OperationEndpoint(Pipeline):
         except Exception:
             error = internal_error(ctx)
             outcome = "error"
-            response = self._error(ctx, error, [(b"x-request-id", ctx.request_id.encode())])
+            response = self._error(ctx, error, [(b"x-request-id", ctx.request_id.encode()),
+                                                *_encoded(self.operation.dialect.headers(ctx))])
         try:
             await response(scope, receive, send)
         finally:
@@ -187,7 +197,7 @@ class OperationEndpoint(Pipeline):
 
     def _error(self, ctx: RequestContext, error: GatewayError, headers: list[tuple[bytes, bytes]]) -> Response:
         provider = ctx.route.provider.name if ctx.route is not None and isinstance(error, UpstreamError) else None
-        return error_response(error, headers, self.operation.dialect, provider)
+        return error_response(error, headers, self.operation.dialect, provider, ctx.request_id)
 
     async def _call_watching(self, ctx: RequestContext, receive: Receive) -> Any:
         """`call`, cancelled when the client goes away meanwhile (then None). A form's upload is
@@ -235,6 +245,10 @@ class OperationEndpoint(Pipeline):
             data, raw = await hooks.transform_response(ctx=ctx, response=data), None
         units = self.meter(ctx).settle(ctx.units or Units(), data, _sent(ctx))
         return Result(usage, answer, units), raw if raw is not None else orjson.dumps(data)
+
+
+def _encoded(headers: Any) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
 
 
 def _sent(ctx: RequestContext) -> int:

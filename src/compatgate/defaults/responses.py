@@ -22,7 +22,7 @@ from ..exceptions import InvalidRequestError, NotFoundError
 from ..hookspecs import hookimpl
 from ..local import LocalEndpoint
 from ..metering import TokenMeter
-from ..operations import Operation
+from ..operations import Conversion, Operation
 from ..responses.convert import chat_request, from_chat, input_items, item_id, shell
 from ..responses.events import ResponseEncoder
 from ..responses.store import ResponseStore, open_store
@@ -78,7 +78,7 @@ class ResponsesAPI:
 plugin = ResponsesAPI
 
 
-class ChatConversion:
+class ChatConversion(Conversion):
     """The `Conversion` of Responses requests to and from Chat Completions."""
 
     def __init__(self, api: ResponsesAPI) -> None:

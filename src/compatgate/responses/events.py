@@ -63,6 +63,10 @@ class ResponseEncoder:
         return self.event("response.created", response=self.response) + self.event(
             "response.in_progress", response=self.response)
 
+    def start(self) -> bytes:
+        """``response.created`` and ``response.in_progress``, at once."""
+        return b"" if self.started else self._start()
+
     def feed(self, chunk: Chunk) -> bytes:
         data = chunk.data
         out = [] if self.started else [self._start()]

@@ -1,0 +1,215 @@
+"""Anthropic's Messages API served by the gateway: ``POST /messages`` and
+``POST /messages/count_tokens`` as rows of the core's operation table (`OPERATIONS`, registered
+by this plugin's `register_operations`), for every provider.
+
+- `AnthropicDialect`: errors in Anthropic's format (`inbound.error_body`), the key from
+  ``x-api-key`` or ``Authorization: Bearer``, and a ``request-id`` header on every answer.
+- ``messages``: relayed natively to providers that serve ``messages`` (``type = "anthropic"``),
+  metered on the Anthropic body (``max_tokens``, the local prompt estimate); for every other
+  provider converted to chat completions (`MessagesConversion`: `inbound.to_chat`,
+  `inbound.from_chat`, the stream through `MessageEncoder`). Server tools the upstream cannot
+  run are dropped and named in ``x-compatgate-dropped-tools`` (fields and blocks without a chat
+  form in ``x-compatgate-ignored``) and in the ``compatgate`` log.
+- ``messages.count_tokens``: Anthropic's own count (``messages_count_tokens``), else the
+  upstream's counter of the converted chat request (``chat_input_tokens``: Gemini providers),
+  else the local estimate (`inbound.count_tokens_estimate`). It generates nothing: its meter
+  measures nothing, so budgets reserve nothing for it and nothing is charged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from compatgate import (
+    Chunk,
+    Conversion,
+    Dialect,
+    GatewayError,
+    InvalidRequestError,
+    Meter,
+    Operation,
+    RequestContext,
+    TokenMeter,
+    UpstreamError,
+)
+from compatgate.validation import check_model_name
+
+from .inbound import (
+    MessageStream,
+    count_tokens_answer,
+    count_tokens_estimate,
+    error_body,
+    from_chat,
+    to_chat,
+    validate,
+    validate_count_tokens,
+    validate_native,
+)
+from .inbound.checks import invalid
+
+__all__ = [
+    "ANTHROPIC",
+    "DROPPED_TOOLS_HEADER",
+    "IGNORED_HEADER",
+    "OPERATIONS",
+    "AnthropicDialect",
+    "CountTokensConversion",
+    "MessageEncoder",
+    "MessagesConversion",
+    "report_dropped",
+]
+
+logger = logging.getLogger("compatgate")
+
+Body = dict[str, Any]
+
+#: Names the tools of a request that the upstream cannot run and the gateway left out.
+DROPPED_TOOLS_HEADER = "x-compatgate-dropped-tools"
+#: Names the request fields and blocks that have no form in the upstream's protocol.
+IGNORED_HEADER = "x-compatgate-ignored"
+_HEADER_LIMIT = 2000  # characters of a header value: the names, cut short past it
+
+
+class AnthropicDialect(Dialect):
+    """How ``/messages`` speaks to its clients beyond its bodies (see the module docstring)."""
+
+    name = "anthropic"
+
+    def error(self, error: GatewayError, request_id: str | None = None) -> tuple[int, bytes, dict[str, str]]:
+        return error_body(error, request_id=request_id)
+
+    def headers(self, ctx: RequestContext) -> Mapping[str, str]:
+        return {"request-id": ctx.request_id}
+
+
+ANTHROPIC = AnthropicDialect()
+
+
+def report_dropped(ctx: RequestContext, tools: Sequence[str], ignored: Sequence[str]) -> None:
+    """Say what a conversion left out: response headers, and the ``compatgate`` log (tools at
+    INFO: they change what the model can do; other fields at DEBUG)."""
+    if tools:
+        ctx.response_headers[DROPPED_TOOLS_HEADER] = _header(tools)
+        logger.info("compatgate: request %s (%s, model %s): tools the upstream cannot run were dropped: %s",
+                    ctx.request_id, ctx.endpoint, ctx.model, ", ".join(tools))
+    if ignored:
+        ctx.response_headers[IGNORED_HEADER] = _header(ignored)
+        logger.debug("compatgate: request %s (%s): ignored without an equivalent upstream: %s",
+                     ctx.request_id, ctx.endpoint, ", ".join(ignored))
+
+
+def _header(names: Sequence[str]) -> str:
+    text = ", ".join(dict.fromkeys(names)).encode("ascii", "replace").decode("ascii")
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= _HEADER_LIMIT else text[: _HEADER_LIMIT - 3] + "..."
+
+
+def _check_count(body: Body) -> None:
+    """What the pipeline needs of every ``count_tokens`` body, whatever the provider: the
+    fields it routes on (`validate_native`) and a model name it can route."""
+    validate_native(body)
+    check_model_name(body["model"])
+
+
+def _check(body: Body) -> None:
+    """`_check_count`, and the ``max_tokens`` every ``/messages`` body carries (the meter
+    reserves it)."""
+    _check_count(body)
+    if "max_tokens" not in body:
+        raise invalid("max_tokens", "Field required.")
+
+
+class MessageEncoder:
+    """The `compatgate.Encoder` of a converted ``/messages`` stream: the pivot's chunks as
+    Anthropic's events, through `MessageStream`. ``message_start`` goes out as soon as the
+    stream begins (`start`), a ``ping`` event while the upstream is silent."""
+
+    media_type = "text/event-stream; charset=utf-8"
+
+    def __init__(self, stream: MessageStream) -> None:
+        self.stream = stream
+
+    def start(self) -> bytes:
+        return self.stream.start()
+
+    def feed(self, chunk: Chunk) -> bytes:
+        return self.stream.feed(chunk.data)
+
+    def finish(self) -> bytes:
+        return self.stream.finish()
+
+    def error(self, error: GatewayError) -> bytes:
+        return self.stream.error(error)
+
+    def keepalive(self) -> bytes:
+        return self.stream.ping()
+
+
+class MessagesConversion(Conversion):
+    """``/messages`` served through chat completions (see the module docstring)."""
+
+    async def request(self, ctx: RequestContext, body: Body) -> Body:
+        validate(body)
+        conversion = to_chat(body, ctx.gateway.signer)
+        report_dropped(ctx, conversion.dropped_tools, conversion.ignored)
+        return conversion.body
+
+    async def reply(self, ctx: RequestContext, answer: Body) -> Body:
+        if not isinstance(answer.get("choices"), list) or not answer["choices"]:
+            raise UpstreamError("The upstream answered without a choice.", status_code=502)
+        return from_chat(answer, model=ctx.model, stop_sequences=ctx.body.get("stop_sequences"),
+                         signer=ctx.gateway.signer, input_tokens=_prompt(ctx))
+
+    def encoder(self, ctx: RequestContext) -> MessageEncoder:
+        stream = MessageStream(model=ctx.model, input_tokens=_prompt(ctx),
+                               stop_sequences=ctx.body.get("stop_sequences"), signer=ctx.gateway.signer,
+                               request_id=ctx.request_id)
+        return MessageEncoder(stream)
+
+
+class CountTokensConversion(Conversion):
+    """``/messages/count_tokens`` counted by the upstream's counter of the converted chat
+    request (`compatgate.Provider.chat_input_tokens`)."""
+
+    method = "chat_input_tokens"
+    meter = Meter()
+
+    async def request(self, ctx: RequestContext, body: Body) -> Body:
+        validate_count_tokens(body)
+        return to_chat(body, ctx.gateway.signer).body
+
+    async def reply(self, ctx: RequestContext, answer: Body) -> Body:
+        tokens = answer.get("input_tokens")
+        if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
+            raise UpstreamError("The upstream's token count is not a number.", status_code=502)
+        return count_tokens_answer(tokens)
+
+
+async def estimate(ctx: RequestContext, body: Body) -> Body:
+    """``count_tokens`` answered by the gateway: the documented local estimate."""
+    validate_count_tokens(body)
+    return count_tokens_answer(count_tokens_estimate(body))
+
+
+def _prompt(ctx: RequestContext) -> int:
+    return ctx.units.prompt_tokens if ctx.units is not None else 0
+
+
+def _anthropic_prompt(body: Mapping[str, Any]) -> int:
+    """The prompt estimate of an Anthropic body, as the meter measures it (0 for a body whose
+    content the estimate cannot read: the upstream judges it)."""
+    try:
+        return count_tokens_estimate(body)
+    except (TypeError, AttributeError, InvalidRequestError):
+        return 0
+
+
+#: The rows this plugin adds to the operation table.
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("messages", "/messages", "messages", _check, TokenMeter("max_tokens", prompt=_anthropic_prompt),
+              streams=True, dialect=ANTHROPIC, via=MessagesConversion()),
+    Operation("messages.count_tokens", "/messages/count_tokens", "messages_count_tokens", _check_count, Meter(),
+              dialect=ANTHROPIC, via=CountTokensConversion(), local=estimate),
+)
