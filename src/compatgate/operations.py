@@ -18,7 +18,8 @@ protocols are such plugins).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHAT_METER",
+    "DROPPED_TOOLS_HEADER",
+    "IGNORED_HEADER",
     "OPENAI",
     "OPENAI_OPERATIONS",
     "Conversion",
@@ -59,6 +62,14 @@ __all__ = [
 Body = dict[str, Any]
 Reader = Callable[[Request, "GatewaySettings"], Awaitable[Body]]
 Local = Callable[["RequestContext", Body], Awaitable[Body]]
+
+logger = logging.getLogger("compatgate")
+
+#: Names the tools of a converted request that the upstream cannot run, which the gateway left out.
+DROPPED_TOOLS_HEADER = "x-compatgate-dropped-tools"
+#: Names the fields and items of a converted request that have no form in the pivot, left out.
+IGNORED_HEADER = "x-compatgate-ignored"
+_HEADER_LIMIT = 2000  # characters of such a header: the names, cut short past it
 
 #: The meter of a Chat Completions request (also of every request converted to one).
 CHAT_METER = TokenMeter("max_completion_tokens", "max_tokens", "n_predict", "max_new_tokens")
@@ -142,6 +153,28 @@ class Conversion:
 
     def encoder(self, ctx: RequestContext) -> Encoder:
         raise NotImplementedError
+
+    @staticmethod
+    def report(ctx: RequestContext, tools: Sequence[str] = (), ignored: Sequence[str] = ()) -> None:
+        """Say what a conversion left out: the tools the upstream cannot run (hosted or server
+        tools) in `DROPPED_TOOLS_HEADER` and the ``compatgate`` log at INFO (they change what
+        the model can do), fields and items without a pivot form in `IGNORED_HEADER` and the
+        log at DEBUG."""
+        if tools:
+            ctx.response_headers[DROPPED_TOOLS_HEADER] = _header(tools)
+            logger.info("compatgate: request %s (%s, model %s): tools the upstream cannot run were left out: %s",
+                        ctx.request_id, ctx.endpoint, ctx.model, ", ".join(tools))
+        if ignored:
+            ctx.response_headers[IGNORED_HEADER] = _header(ignored)
+            logger.debug("compatgate: request %s (%s): left out, without an equivalent upstream: %s",
+                         ctx.request_id, ctx.endpoint, ", ".join(ignored))
+
+
+def _header(names: Sequence[str]) -> str:
+    """``names`` as one header value: printable ASCII, at most `_HEADER_LIMIT` characters."""
+    text = ", ".join(dict.fromkeys(names)).encode("ascii", "replace").decode("ascii")
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= _HEADER_LIMIT else text[: _HEADER_LIMIT - 3] + "..."
 
 
 async def json_reader(request: Request, settings: GatewaySettings) -> Body:

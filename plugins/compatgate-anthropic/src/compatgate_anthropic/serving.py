@@ -9,7 +9,7 @@ by this plugin's `register_operations`), for every provider.
   provider converted to chat completions (`MessagesConversion`: `inbound.to_chat`,
   `inbound.from_chat`, the stream through `MessageEncoder`). Server tools the upstream cannot
   run are dropped and named in ``x-compatgate-dropped-tools`` (fields and blocks without a chat
-  form in ``x-compatgate-ignored``) and in the ``compatgate`` log.
+  form in ``x-compatgate-ignored``) and in the ``compatgate`` log (`Conversion.report`).
 - ``messages.count_tokens``: Anthropic's own count (``messages_count_tokens``), else the
   upstream's counter of the converted chat request (``chat_input_tokens``: Gemini providers),
   else the local estimate (`inbound.count_tokens_estimate`). It generates nothing: its meter
@@ -18,8 +18,7 @@ by this plugin's `register_operations`), for every provider.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from compatgate import (
@@ -51,26 +50,14 @@ from .inbound.checks import invalid
 
 __all__ = [
     "ANTHROPIC",
-    "DROPPED_TOOLS_HEADER",
-    "IGNORED_HEADER",
     "OPERATIONS",
     "AnthropicDialect",
     "CountTokensConversion",
     "MessageEncoder",
     "MessagesConversion",
-    "report_dropped",
 ]
 
-logger = logging.getLogger("compatgate")
-
 Body = dict[str, Any]
-
-#: Names the tools of a request that the upstream cannot run and the gateway left out.
-DROPPED_TOOLS_HEADER = "x-compatgate-dropped-tools"
-#: Names the request fields and blocks that have no form in the upstream's protocol.
-IGNORED_HEADER = "x-compatgate-ignored"
-_HEADER_LIMIT = 2000  # characters of a header value: the names, cut short past it
-
 
 class AnthropicDialect(Dialect):
     """How ``/messages`` speaks to its clients beyond its bodies (see the module docstring)."""
@@ -85,25 +72,6 @@ class AnthropicDialect(Dialect):
 
 
 ANTHROPIC = AnthropicDialect()
-
-
-def report_dropped(ctx: RequestContext, tools: Sequence[str], ignored: Sequence[str]) -> None:
-    """Say what a conversion left out: response headers, and the ``compatgate`` log (tools at
-    INFO: they change what the model can do; other fields at DEBUG)."""
-    if tools:
-        ctx.response_headers[DROPPED_TOOLS_HEADER] = _header(tools)
-        logger.info("compatgate: request %s (%s, model %s): tools the upstream cannot run were dropped: %s",
-                    ctx.request_id, ctx.endpoint, ctx.model, ", ".join(tools))
-    if ignored:
-        ctx.response_headers[IGNORED_HEADER] = _header(ignored)
-        logger.debug("compatgate: request %s (%s): ignored without an equivalent upstream: %s",
-                     ctx.request_id, ctx.endpoint, ", ".join(ignored))
-
-
-def _header(names: Sequence[str]) -> str:
-    text = ", ".join(dict.fromkeys(names)).encode("ascii", "replace").decode("ascii")
-    text = "".join(c if c.isprintable() else "?" for c in text)
-    return text if len(text) <= _HEADER_LIMIT else text[: _HEADER_LIMIT - 3] + "..."
 
 
 def _check_count(body: Body) -> None:
@@ -153,7 +121,7 @@ class MessagesConversion(Conversion):
     async def request(self, ctx: RequestContext, body: Body) -> Body:
         validate(body)
         conversion = to_chat(body, ctx.gateway.signer)
-        report_dropped(ctx, conversion.dropped_tools, conversion.ignored)
+        self.report(ctx, conversion.dropped_tools, conversion.ignored)
         return conversion.body
 
     async def reply(self, ctx: RequestContext, answer: Body) -> Body:
