@@ -3,8 +3,10 @@
 A provider that serves ``responses`` itself (an OpenAI-type provider with
 ``native_responses = true``) gets the request as it is. For every other provider the operation
 is served through Chat Completions (`ChatConversion`): the request becomes a chat request
-(``previous_response_id`` read back from the gateway's store), and the chat answer — or its
-chunks, as the Responses event sequence — a Response, kept in the store when ``store`` allows.
+(``previous_response_id`` read back from the gateway's store; every tool type accepted, hosted
+ones left out and named in ``x-compatgate-dropped-tools``, see `compatgate.responses.tools`),
+and the chat answer — or its chunks, as the Responses event sequence — a Response, kept in the
+store when ``store`` allows.
 The plugin opens the store (`compatgate.responses.store`) at start-up and closes it at shutdown.
 """
 
@@ -23,9 +25,11 @@ from ..hookspecs import hookimpl
 from ..local import LocalEndpoint
 from ..metering import TokenMeter
 from ..operations import Conversion, Operation
-from ..responses.convert import chat_request, from_chat, input_items, item_id, shell
+from ..responses.convert import chat_request, input_items
 from ..responses.events import ResponseEncoder
+from ..responses.output import from_chat, item_id, shell
 from ..responses.store import ResponseStore, open_store
+from ..responses.tools import ToolMap
 from ..validation import check_responses
 
 if TYPE_CHECKING:
@@ -40,12 +44,13 @@ _STATE = "responses"
 @dataclass(slots=True)
 class _Turn:
     """One Responses request served through chat: its Response so far, the items it adds to
-    the conversation, the response it continues, and whether it is kept."""
+    the conversation, the response it continues, whether it is kept, and how its tools map."""
 
     response: Body
     added: list[Body]
     previous: str | None
     keep: bool
+    tools: ToolMap
 
 
 class ResponsesAPI:
@@ -102,14 +107,16 @@ class ChatConversion(Conversion):
                                           param="previous_response_id", code="previous_response_not_found")
             history = found
         added = input_items(body.get("input"))
-        chat = chat_request(body, history + added)
+        converted = chat_request(body, history + added)
+        self.report(ctx, converted.tools.dropped, converted.ignored)
         keep = store is not None and wanted is not False
-        ctx.state[_STATE] = _Turn(shell(body, ctx.model, item_id("resp"), store=keep), added, previous, keep)
-        return chat
+        ctx.state[_STATE] = _Turn(shell(body, ctx.model, item_id("resp"), store=keep), added, previous, keep,
+                                  converted.tools)
+        return converted.body
 
     async def reply(self, ctx: RequestContext, chat: Body) -> Body:
         turn: _Turn = ctx.state[_STATE]
-        final = from_chat(chat, turn.response)
+        final = from_chat(chat, turn.response, turn.tools)
         await self._save(ctx, turn, final)
         return final
 
@@ -119,7 +126,7 @@ class ChatConversion(Conversion):
         async def done(final: Body) -> None:
             await self._save(ctx, turn, final)
 
-        return ResponseEncoder(turn.response, done)
+        return ResponseEncoder(turn.response, done, turn.tools)
 
     async def _save(self, ctx: RequestContext, turn: _Turn, final: Body) -> None:
         store = self.api.store
