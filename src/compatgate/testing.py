@@ -301,7 +301,7 @@ def serve_gateway(
         from starlette.applications import Starlette
         from starlette.routing import Mount
 
-        app = Starlette(routes=[Mount(mount, app=gateway)])
+        app = Starlette(routes=[Mount(mount, app=gateway)], lifespan=gateway.lifespan)
     with serve(app) as root:
         result = served(gateway, root + mount)
         try:
