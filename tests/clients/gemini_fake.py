@@ -9,6 +9,7 @@ when the request used ids, as the Gemini API echoes them), and ``finishReason: "
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 from typing import Any
@@ -23,8 +24,9 @@ from .upstream import ScriptedUpstream
 __all__ = ["GeminiUpstream", "gemini_turn"]
 
 _ids = itertools.count(1)
-# An opaque thought signature, as Gemini 2.5+/3 attach to a function call part.
-_SIGNATURE = "CiQBcsjafFakeSignatureForScriptedTestsOnly0123456789abcdefABCDEF=="
+# An opaque thought signature (valid base64, as the SDKs decode it), as Gemini 2.5+/3 attach to
+# a function call part.
+_SIGNATURE = base64.b64encode(b"\n$\x01r\xc8\xdafake thought signature for scripted tests only").decode()
 
 
 def _result_text(response: Any) -> str:
