@@ -73,7 +73,9 @@ def json_reply(content: bytes, data: Mapping[str, Any]) -> RawReply:
 def relay_stream(provider: HTTPProvider, response: httpx2.Response, *, sse: bool, candidates: int,
                  secrets: Iterable[str | None]) -> RawReply:
     """The events of a ``streamGenerateContent?alt=sse`` answer, checked and framed for the client."""
-    reply = RawReply(_nothing(), EVENT_STREAM if sse else JSON)
+    # keep-alive: a blank line, nothing to an SSE parser and whitespace in a JSON array (the
+    # google-genai SDK fails on an SSE comment); written between whole events or elements only
+    reply = RawReply(_nothing(), EVENT_STREAM if sse else JSON, keepalive=b"\r\n")
     hidden = tuple(secrets)
 
     async def relay() -> AsyncIterator[bytes]:
