@@ -1,8 +1,18 @@
 """Mounting compatgate inside a FastAPI app.
 
-Run: ``COMPATGATE_CONFIG=compatgate.toml uv run uvicorn examples.fastapi_app:app`` (without
-the variable it serves the offline demo), then point any OpenAI client at
-``http://127.0.0.1:8000/v1``.
+Run it from the repository root. The offline demo (API key ``sk-demo``, models ``demo-chat``
+and ``demo-embedding``; no provider key, no network)::
+
+    uv run uvicorn examples.fastapi_app:app
+
+A real configuration, e.g. ``examples/compatgate.toml`` with the variables it reads::
+
+    COMPATGATE_CONFIG=examples/compatgate.toml COMPATGATE_CLIENT_KEY=sk-local-1 \
+    OPENAI_API_KEY=sk-... uv run uvicorn examples.fastapi_app:app
+
+Then point any OpenAI client at ``http://127.0.0.1:8000/v1`` with that key (``sk-demo``, or
+``sk-local-1``). ``/`` is the host app's own route; ``/v1/health/ready`` the gateway's
+readiness probe.
 """
 
 from __future__ import annotations

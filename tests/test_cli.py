@@ -3,92 +3,17 @@
 from __future__ import annotations
 
 import base64
-import os
-import signal
-import socket
 import struct
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
 import openai
 import pytest
+from cli_support import client, compatgate, free_port, serving
 
 from support import UPSTREAM_KEY
 
 from compatgate.testing import FakeUpstream, serve
-
-STARTUP_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def compatgate(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-               timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    """Run the CLI to completion (within ``timeout``: then it and any workers are killed)."""
-    command = [sys.executable, "-m", "compatgate", *args]
-    process = subprocess.Popen(
-        command, cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
-    )
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate(timeout=5)
-        pytest.fail(f"{' '.join(args)}: still running after {timeout} s")
-    return subprocess.CompletedProcess(command, process.returncode, out, err)
-
-
-@contextmanager
-def serving(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Run ``compatgate serve ARGS --port <free>`` until ``GET /health`` answers; yield the base
-    URL of the API (``.../v1``); stop the process (and its workers) at the end, whatever happens."""
-    port = free_port()
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "compatgate", "serve", *args, "--port", str(port), "--log-level", "warning"],
-            cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=log,
-            start_new_session=True,
-        )
-        try:
-            deadline = time.monotonic() + STARTUP_TIMEOUT
-            while True:
-                if process.poll() is not None:
-                    log.seek(0)
-                    pytest.fail(f"compatgate serve exited with {process.returncode}:\n{log.read().decode()}")
-                try:
-                    if httpx2.get(f"http://127.0.0.1:{port}/health", timeout=1).json() == {"status": "ok"}:
-                        break
-                except httpx2.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail("compatgate serve did not become ready")
-                time.sleep(0.05)
-            yield f"http://127.0.0.1:{port}/v1"
-        finally:
-            process.terminate()
-            try:
-                process.wait(15)
-            finally:
-                try:  # whatever is left of the session we created (workers): nothing should be
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                process.wait(5)
-
-
-def client(url: str, key: str = "sk-demo") -> openai.OpenAI:
-    return openai.OpenAI(api_key=key, base_url=url, max_retries=0, timeout=10)
 
 
 def use_the_demo(url: str) -> None:
@@ -189,7 +114,10 @@ def test_check_good_config(tmp_path: Path):
                       '[[models]]\nname = "m"\nprovider = "d"\n')
     result = compatgate("check", "--config", str(config))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("ok: 1 providers, 1 models") and "demo" in result.stdout
+    assert f"configuration: {config}" in result.stdout and "providers: d (demo)" in result.stdout
+    last = result.stdout.splitlines()[-1]
+    assert last.startswith("ok: 1 providers, 1 models") and "demo" in last
+    assert "error:" not in result.stdout and "warning:" not in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -214,6 +142,15 @@ def test_check_bad_config(tmp_path: Path, text: str, expected: str):
 def test_check_missing_config(tmp_path: Path):
     result = compatgate("check", "--config", str(tmp_path / "absent.toml"))
     assert result.returncode == 2 and "not found" in result.stderr and "absent.toml" in result.stderr
+
+
+def test_check_without_config_says_what_serve_says(tmp_path: Path):
+    check = compatgate("check", cwd=tmp_path)
+    serve_ = compatgate("serve", "--port", str(free_port()), cwd=tmp_path)
+    assert check.returncode == serve_.returncode == 2
+    assert check.stderr == serve_.stderr and "--demo" in check.stderr and "--config" in check.stderr
+    demo = compatgate("check", "--demo", cwd=tmp_path)
+    assert demo.returncode == 0 and "the offline demo" in demo.stdout, demo.stdout + demo.stderr
 
 
 def test_serve_without_config_points_to_demo(tmp_path: Path):

@@ -277,3 +277,56 @@ def test_a_plugin_that_fails_to_load_stops_the_start_up(monkeypatch: pytest.Monk
     with pytest.raises(ConfigError, match="'broken'.*failed to load.*ModuleNotFoundError"):
         Gateway({"gateway": {"api_keys": ["k"]}})
     Gateway({"gateway": {"api_keys": ["k"], "load_entrypoints": False}})  # opting out still starts
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ("[gateway]\nlog_level = 'loud'\n", ["gateway.log_level", "critical, error, warning, info, debug"]),
+        ("[gateway]\nshutdown_grace_seconds = -1\n", ["gateway.shutdown_grace_seconds", "zero or more"]),
+        ("[gateway]\nshutdown_grace_seconds = 'soon'\n", ["gateway.shutdown_grace_seconds", "float"]),
+        ("[gatway]\n", ["unknown key gatway (did you mean 'gateway'?)"]),
+        ("[gateway]\nacess_log = 'json'\n", ["unknown key gateway.acess_log (did you mean 'access_log'?)"]),
+        ("[providers.up]\ntype = 'openai'\nbase_url = 'api.openai.com/v1'\n",
+         ["providers.up.base_url = 'api.openai.com/v1' must start with http:// or https://",
+          "(write 'https://api.openai.com/v1')"]),
+        ("[providers.up]\ntype = 'openai'\nbase_url = 'localhost:11434/v1'\n",
+         ["(write 'http://localhost:11434/v1')"]),
+        ("[providers.up]\ntype = 'openai'\nbase_url = 'ftp://files.example.com/v1'\n",
+         ["must start with http:// or https:// (use http:// or https://)"]),
+        ("[providers.up]\ntype = 'openai'\nbase_url = 'https:///v1'\n", ["providers.up.base_url", "has no host"]),
+    ],
+)
+def test_operator_mistakes_say_how_to_fix_them(tmp_path: Path, text: str, fragments: list[str]):
+    refused(write(tmp_path, text), *fragments)
+
+
+def test_a_bad_base_url_never_shows_its_credentials(tmp_path: Path):
+    path = write(tmp_path, "[providers.up]\ntype = 'openai'\nbase_url = 'admin:hunter2@api.example.com/v1'\n")
+    message = refused(path, "must start with http:// or https://", "***@api.example.com/v1")
+    assert "hunter2" not in message and "admin" not in message
+
+
+def test_gateway_settings_for_serve(tmp_path: Path):
+    settings = load_config(write(tmp_path, "[gateway]\nlog_level = 'DEBUG'\nshutdown_grace_seconds = 5\n")).gateway
+    assert (settings.log_level, settings.shutdown_grace_seconds) == ("debug", 5.0)
+    assert (load_config({}).gateway.log_level, load_config({}).gateway.shutdown_grace_seconds) == ("info", 25.0)
+
+
+def test_a_provider_type_that_is_nearly_right(tmp_path: Path):
+    message = refused(write(tmp_path, "[providers.up]\ntype = 'openai-compatible'\nbase_url = 'http://x'\n"),
+                      "providers.up.type = 'openai-compatible'", "did you mean 'openai'?")
+    assert "pip install" not in message
+    other = refused(write(tmp_path, "[providers.up]\ntype = 'mistral'\nbase_url = 'http://x'\n", "b.toml"),
+                    "pip install compatgate-mistral")
+    assert "did you mean" not in other
+
+
+def test_an_unknown_provider_key_lists_every_valid_key(tmp_path: Path):
+    message = refused(write(tmp_path, "[providers.up]\ntype = 'openai'\nbase_url = 'http://x'\nread_timout = 5\n"),
+                      "unknown key 'read_timout' in providers.up (did you mean 'read_timeout'?)")
+    for key in ("connect_timeout", "read_timeout", "first_token_timeout", "headers", "stream_usage", "native_responses"):
+        assert key in message
+    model = refused(config(models=[{"name": "m", "provider": "openai", "upstream_modle": "x"}]),
+                    "unknown key 'upstream_modle' in models 'm' (did you mean 'upstream_model'?)", "owned_by")
+    assert model

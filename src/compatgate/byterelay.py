@@ -2,7 +2,8 @@
 
 A `Relay` whose pieces are bytes relayed as they come, with the upstream's media type: the same
 disconnect watching, keep-alive, cancellation and single ``finish`` call as every relay, without
-the chunk checks. The usage is what the reply learnt by its end; when the client left before,
+the chunk checks; text (an event stream, JSON, text formats) is scrubbed of upstream secrets,
+audio is not touched. The usage is what the reply learnt by its end; when the client left before,
 it is estimated from the request and the characters the reply says it relayed
 (``RawReply.generated``). The total timeout (`compatgate.timeouts`) watches these bytes too.
 """
@@ -29,6 +30,7 @@ __all__ = ["ByteRelay"]
 logger = logging.getLogger("compatgate")
 
 _SSE = "text/event-stream"
+_TEXT = ("text/", "application/json")
 
 
 class ByteRelay(Relay):
@@ -42,11 +44,15 @@ class ByteRelay(Relay):
         reply: RawReply,
         headers: Sequence[tuple[bytes, bytes]],
         finish: Finish,
+        *,
+        started: bool = False,
     ) -> None:
         self.media_type = reply.media_type
-        super().__init__(ctx, headers, finish)
+        super().__init__(ctx, headers, finish, started=started)
         self.reply = reply
         self._events = reply.media_type.startswith(_SSE)
+        # Text may carry an upstream's words (an error event): scrubbed of secrets like any error.
+        self._text = self._events or reply.media_type.startswith(_TEXT)
         self._between = True  # the last bytes written ended an event
         self.completed = False
 
@@ -60,10 +66,11 @@ class ByteRelay(Relay):
     async def relay(self, send: Send) -> GatewayError | None:
         error: GatewayError | None = None
         try:
+            scrub = self.ctx.gateway.scrubber.bytes if self._text else None
             async for data in self.reply.chunks:
                 if self.ctx.first_token_at is None:
                     self.ctx.first_token_at = time.perf_counter()
-                await self.write(send, data)
+                await self.write(send, scrub(data) if scrub is not None else data)
                 self._between = data.endswith((b"\n\n", b"\r\n\r\n", b"\r\r"))
         except GatewayError as exc:  # nothing more can be said once the bytes have started
             error = self.ctx.gateway.scrubbed(exc)

@@ -2,8 +2,10 @@
 
 Strings may read the environment: ``"${OPENAI_API_KEY}"``, or ``"${PORT:-8000}"`` with a
 default. A missing variable, an unknown key or a value of the wrong type is a `ConfigError`
-whose message names the place (``providers.openai.api_key``). Plugins read their own tables
-from ``[plugins.<name>]`` through `Config.plugin`.
+whose message names the place (``providers.openai.api_key``) and, for a misspelled name, the
+closest valid one. Plugins read their own tables from ``[plugins.<name>]`` through
+`Config.plugin`; `PluginTables` remembers which tables were looked up, so that
+``compatgate check`` can point out a table no plugin reads (a typo that would do nothing).
 """
 
 from __future__ import annotations
@@ -11,18 +13,31 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .exceptions import ConfigError
+from .hints import did_you_mean
 
-__all__ = ["Config", "GatewaySettings", "ModelConfig", "ProviderConfig", "load_config"]
+__all__ = [
+    "LOG_LEVELS",
+    "MODEL_KEYS",
+    "PROVIDER_KEYS",
+    "Config",
+    "GatewaySettings",
+    "ModelConfig",
+    "PluginTables",
+    "ProviderConfig",
+    "load_config",
+]
 
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 DEFAULT_STORE_BYTES_PER_KEY = 256 * 1024 * 1024
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 25.0
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -45,6 +60,8 @@ class GatewaySettings:
     default_max_output_tokens: int | None = None
     keepalive_seconds: float = 15.0
     secret: str | None = field(default=None, repr=False)
+    log_level: str = "info"
+    shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +96,39 @@ class ModelConfig:
     max_output_tokens: int | None = None
 
 
+class PluginTables(Mapping[str, Mapping[str, Any]]):
+    """The ``[plugins.<name>]`` tables. Every lookup by name (``tables["x"]``, ``.get("x")``,
+    ``"x" in tables``) is remembered, found or not: `unread` lists the tables nobody asked for."""
+
+    __slots__ = ("_tables", "looked_up")
+
+    def __init__(self, tables: Mapping[str, Mapping[str, Any]]) -> None:
+        self._tables = dict(tables)
+        self.looked_up: set[str] = set()
+
+    def __getitem__(self, name: str) -> Mapping[str, Any]:
+        self.looked_up.add(name)
+        return self._tables[name]
+
+    def __contains__(self, name: object) -> bool:
+        if isinstance(name, str):
+            self.looked_up.add(name)
+        return name in self._tables
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tables)
+
+    def __len__(self) -> int:
+        return len(self._tables)
+
+    def unread(self) -> list[str]:
+        """The tables no plugin has looked up so far."""
+        return sorted(set(self._tables) - self.looked_up)
+
+    def __repr__(self) -> str:
+        return f"PluginTables({sorted(self._tables)})"
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration, checked."""
@@ -86,7 +136,7 @@ class Config:
     gateway: GatewaySettings
     providers: Mapping[str, ProviderConfig]
     models: tuple[ModelConfig, ...]
-    plugins: Mapping[str, Mapping[str, Any]]
+    plugins: PluginTables
     source: str = "<dict>"
 
     def plugin(self, name: str) -> Mapping[str, Any]:
@@ -137,14 +187,14 @@ def _parse(raw: Mapping[str, Any], source: str) -> Config:
         name: _as_table(table, f"plugins.{name}", source)
         for name, table in _table(data, "plugins", source).items()
     }
-    return Config(gateway, providers, models, plugins, source)
+    return Config(gateway, providers, models, PluginTables(plugins), source)
 
 
 def _gateway(table: dict[str, Any], source: str) -> GatewaySettings:
     allowed = {"api_keys", "max_request_bytes", "load_entrypoints", "access_log", "log_prompts",
                "max_upload_bytes", "response_store", "response_store_path", "response_store_url",
                "response_store_ttl_days", "response_store_max_bytes", "default_max_output_tokens",
-               "keepalive_seconds", "secret"}
+               "keepalive_seconds", "secret", "log_level", "shutdown_grace_seconds"}
     _only(table, "gateway", allowed, source)
     keys = table.get("api_keys", [])
     if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
@@ -179,14 +229,21 @@ def _gateway(table: dict[str, Any], source: str) -> GatewaySettings:
     secret = _typed(table, "gateway", "secret", str, None, source)
     if secret is not None and len(secret) < 16:
         raise ConfigError(f"{source}: gateway.secret must be at least 16 characters long")
+    log_level = _typed(table, "gateway", "log_level", str, "info", source)
+    if log_level.lower() not in LOG_LEVELS:
+        raise ConfigError(f"{source}: gateway.log_level must be one of {', '.join(LOG_LEVELS)}")
+    grace = _typed(table, "gateway", "shutdown_grace_seconds", float, DEFAULT_SHUTDOWN_GRACE_SECONDS, source)
+    if grace < 0:
+        raise ConfigError(f"{source}: gateway.shutdown_grace_seconds must be zero or more seconds")
     return GatewaySettings(
         tuple(keys), size, entrypoints, access_log, prompts, upload, store,
         _typed(table, "gateway", "response_store_path", str, "compatgate-responses.sqlite3", source),
-        store_url, ttl, store_bytes, cap, keepalive, secret,
+        store_url, ttl, store_bytes, cap, keepalive, secret, log_level.lower(), grace,
     )
 
 
-_PROVIDER_KEYS = {
+# The keys every [providers.<name>] table may hold, whatever its type (with their types).
+PROVIDER_KEYS = {
     "type": str,
     "base_url": str,
     "api_key": str,
@@ -205,7 +262,7 @@ def _provider(name: str, table: dict[str, Any], source: str) -> ProviderConfig:
     where = f"providers.{name}"
     if "type" not in table:
         raise ConfigError(f"{source}: {where}.type is required (e.g. type = \"openai\")")
-    known = {key: _typed(table, where, key, kind, None, source) for key, kind in _PROVIDER_KEYS.items()}
+    known = {key: _typed(table, where, key, kind, None, source) for key, kind in PROVIDER_KEYS.items()}
     headers = known.pop("headers") or {}
     if not all(isinstance(v, str) for v in headers.values()):
         raise ConfigError(f"{source}: {where}.headers values must be strings")
@@ -214,7 +271,9 @@ def _provider(name: str, table: dict[str, Any], source: str) -> ProviderConfig:
     for key in ("first_token_timeout", "total_timeout"):
         if known[key] is not None and known[key] <= 0:
             raise ConfigError(f"{source}: {where}.{key} must be a positive number of seconds")
-    options = {key: value for key, value in table.items() if key not in _PROVIDER_KEYS}
+    if known["base_url"] is not None:
+        _check_base_url(known["base_url"], f"{where}.base_url", source)
+    options = {key: value for key, value in table.items() if key not in PROVIDER_KEYS}
     given = {key: value for key, value in known.items() if value is not None}
     return ProviderConfig(name=name, headers=headers, options=options, **given)
 
@@ -239,9 +298,39 @@ def _model(
     cap = _typed(table, where, "max_output_tokens", int, None, source)
     if cap is not None and cap <= 0:
         raise ConfigError(f"{source}: {where}.max_output_tokens must be positive")
-    fixed = {"name", "provider", "upstream_model", "owned_by", "created", "max_output_tokens"}
-    options = {key: value for key, value in table.items() if key not in fixed}
+    options = {key: value for key, value in table.items() if key not in MODEL_KEYS}
     return ModelConfig(name, provider, upstream, owned_by, created, options, cap)
+
+
+# The keys every [[models]] entry may hold; any other is an option of its provider's type.
+MODEL_KEYS = ("name", "provider", "upstream_model", "owned_by", "created", "max_output_tokens")
+
+
+def _check_base_url(url: str, where: str, source: str) -> None:
+    """Refuse a ``base_url`` that cannot be called: no ``http://``/``https://``, or no host.
+    The message shows the URL without its credentials."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        local = url.lstrip("/").startswith(("localhost", "127.", "0.0.0.0", "[::1]"))
+        guess = url if sep else f"{'http' if local else 'https'}://{url.lstrip('/')}"
+        shown = _without_credentials(url)
+        fix = f"write {_without_credentials(guess)!r}" if not sep else "use http:// or https://"
+        raise ConfigError(
+            f"{source}: {where} = {shown!r} must start with http:// or https:// ({fix})"
+        )
+    host = rest.split("/", 1)[0].rpartition("@")[2]
+    if not host or host.startswith(":"):
+        raise ConfigError(f"{source}: {where} = {_without_credentials(url)!r} has no host name")
+
+
+def _without_credentials(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{path}"
 
 
 def _expand(value: Any, where: str) -> Any:
@@ -279,7 +368,8 @@ def _only(table: Mapping[str, Any], where: str, allowed: set[str], source: str) 
     if unknown:
         place = f"{where}." if where else ""
         raise ConfigError(
-            f"{source}: unknown key {place}{unknown[0]} (allowed here: {', '.join(sorted(allowed))})"
+            f"{source}: unknown key {place}{unknown[0]}{did_you_mean(unknown[0], allowed)} "
+            f"(allowed here: {', '.join(sorted(allowed))})"
         )
 
 

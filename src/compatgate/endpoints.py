@@ -166,9 +166,13 @@ class OperationEndpoint(Pipeline):
         result = Result()
         error: GatewayError | None = None
         outcome: Outcome = "ok"
+        early: EarlyStart | None = None
         try:
             await self.prepare(ctx)
-            reply = await self._call_watching(ctx, receive)
+            interval = self.gateway.config.gateway.keepalive_seconds
+            if ctx.stream and interval > 0 and not isinstance(ctx.body, Form):
+                early = EarlyStart(self, ctx, send, interval)
+            reply = await self._call_watching(ctx, receive, early)
             if reply is None:  # the client left while the upstream was answering
                 outcome = "aborted"
                 with anyio.CancelScope(shield=True):
@@ -176,19 +180,23 @@ class OperationEndpoint(Pipeline):
                 return
             headers = await self.gateway.headers(ctx)
             if not isinstance(reply, Reply):
-                await self._relay(ctx, reply, headers)(scope, receive, send)
+                await self._relay(ctx, reply, headers, early)(scope, receive, send)
                 return
             result, content = await self._answer(ctx, reply)
             response: Response = json_response(content, headers)
         except GatewayError as exc:
-            error = self.gateway.scrubbed(exc)
-            outcome = "error"
+            error, outcome = self.gateway.scrubbed(exc), "error"
             response = self._error(ctx, error, await error_headers(ctx))
         except Exception:
-            error = internal_error(ctx)
-            outcome = "error"
+            error, outcome = internal_error(ctx), "error"
             response = self._error(ctx, error, [(b"x-request-id", ctx.request_id.encode()),
                                                 *_encoded(self.operation.dialect.headers(ctx))])
+        if early is not None and early.started:  # the client already has a 200 and keep-alives
+            assert error is not None
+            with anyio.CancelScope(shield=True):
+                await early.fail(error)
+                await self.record(ctx, 200, outcome, result, error)
+            return
         try:
             await response(scope, receive, send)
         finally:
@@ -199,15 +207,23 @@ class OperationEndpoint(Pipeline):
         provider = ctx.route.provider.name if ctx.route is not None and isinstance(error, UpstreamError) else None
         return error_response(error, headers, self.operation.dialect, provider, ctx.request_id)
 
-    async def _call_watching(self, ctx: RequestContext, receive: Receive) -> Any:
-        """`call`, cancelled when the client goes away meanwhile (then None). A form's upload is
-        still being read by the call, so only bodies read whole are watched."""
+    def encoder(self, ctx: RequestContext) -> Encoder:
+        """The encoder of a stream for this client: its conversion's, its dialect's for a
+        native stream (`Dialect.stream`), or OpenAI's."""
+        if ctx.via_chat and self.operation.via is not None:
+            return self.operation.via.encoder(ctx)
+        return self.operation.dialect.stream(ctx) or OpenAIEncoder(ctx.include_usage)
+
+    async def _call_watching(self, ctx: RequestContext, receive: Receive, early: EarlyStart | None) -> Any:
+        """`call`, cancelled when the client goes away meanwhile (then None); a stream whose
+        upstream keeps silent starts its answer early with keep-alives (``early``). A form's
+        upload is still being read by the call, so only bodies read whole are watched."""
         if isinstance(ctx.body, Form):
             return await self.call(ctx)
         reply: Any = None
         failure: Exception | None = None
         async with anyio.create_task_group() as group:
-            group.start_soon(_watch_disconnect, receive, group.cancel_scope)
+            group.start_soon(_watch, receive, group.cancel_scope, early)
             try:
                 reply = await self.call(ctx)
             except Exception as exc:  # raised as it is, not in a task group's exception group
@@ -217,8 +233,9 @@ class OperationEndpoint(Pipeline):
             raise failure
         return reply
 
-    def _relay(self, ctx: RequestContext, reply: Any, headers: list[tuple[bytes, bytes]]) -> Relay:
-        operation = self.operation
+    def _relay(self, ctx: RequestContext, reply: Any, headers: list[tuple[bytes, bytes]],
+               early: EarlyStart | None) -> Relay:
+        started = early is not None and early.started
 
         async def finish(outcome: Outcome, result: Result, error: GatewayError | None) -> None:
             if outcome == "ok":
@@ -227,10 +244,9 @@ class OperationEndpoint(Pipeline):
             await self.record(ctx, 200, outcome, result, error)
 
         if isinstance(reply, RawReply):
-            return ByteRelay(ctx, reply, headers, finish)
-        encoder: Encoder = (operation.via.encoder(ctx) if ctx.via_chat and operation.via is not None
-                            else OpenAIEncoder(ctx.include_usage))
-        return ChunkRelay(ctx, reply, encoder, headers, finish)
+            return ByteRelay(ctx, reply, headers, finish, started=started)
+        encoder = early.encoder if early is not None and early.encoder is not None else self.encoder(ctx)
+        return ChunkRelay(ctx, reply, encoder, headers, finish, started=started)
 
     async def _answer(self, ctx: RequestContext, reply: Reply) -> tuple[Result, bytes]:
         """The JSON answer's result and bytes: converted to the client's protocol when it was
@@ -240,7 +256,15 @@ class OperationEndpoint(Pipeline):
         usage = reply.usage or Usage.from_openai(data.get("usage"))
         answer = answer_of(data)
         if ctx.via_chat and operation.via is not None:
-            data, raw = await operation.via.reply(ctx, data), None
+            try:
+                data, raw = await operation.via.reply(ctx, data), None
+            except GatewayError:
+                raise
+            except Exception as exc:  # the pivot answer made no sense: the upstream's fault
+                logger.warning("compatgate: request %s: the upstream's answer could not be converted (%s)",
+                               ctx.request_id, type(exc).__name__)
+                raise UpstreamError(f"The upstream's answer could not be converted ({type(exc).__name__}).",
+                                    status_code=502) from None
         if hooks.implemented("transform_response"):
             data, raw = await hooks.transform_response(ctx=ctx, response=data), None
         units = self.meter(ctx).settle(ctx.units or Units(), data, _sent(ctx))
@@ -255,9 +279,44 @@ def _sent(ctx: RequestContext) -> int:
     return ctx.sent.sent if isinstance(ctx.sent, Form) else 0
 
 
-async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+class EarlyStart:
+    """The answer of a stream whose upstream has not answered yet: after ``interval`` seconds of
+    silence the client gets its 200, the stream's headers and a keep-alive in its protocol
+    (then one every ``interval``), so that proxies with idle timeouts keep the connection while
+    a model thinks. What comes later is written on that started answer; an error then ends it
+    with the protocol's error event (the status was already sent)."""
+
+    def __init__(self, endpoint: OperationEndpoint, ctx: RequestContext, send: Send, interval: float) -> None:
+        self.endpoint, self.ctx, self.send, self.interval = endpoint, ctx, send, interval
+        self.encoder: Encoder | None = None
+        self.started = False
+
+    async def keepalive(self) -> None:
+        if self.encoder is None:
+            self.encoder = self.endpoint.encoder(self.ctx)
+        if not self.started:
+            self.started = True
+            headers = [(b"content-type", self.encoder.media_type.encode("latin-1")), (b"cache-control", b"no-cache"),
+                       (b"x-accel-buffering", b"no"), *await error_headers(self.ctx)]
+            await self.send({"type": "http.response.start", "status": 200, "headers": headers})
+        await self.send({"type": "http.response.body", "body": self.encoder.keepalive(), "more_body": True})
+
+    async def fail(self, error: GatewayError) -> None:
+        assert self.encoder is not None
+        await self.send({"type": "http.response.body", "body": self.encoder.error(error), "more_body": False})
+
+
+async def _watch(receive: Receive, scope: anyio.CancelScope, early: EarlyStart | None) -> None:
+    """Cancel ``scope`` when the client goes away; keep a silent stream alive meanwhile."""
     while True:
-        message = await receive()
+        if early is None:
+            message = await receive()
+        else:
+            with anyio.move_on_after(early.interval) as timer:
+                message = await receive()
+            if timer.cancelled_caught:
+                await early.keepalive()
+                continue
         if message["type"] == "http.disconnect":
             scope.cancel()
             return

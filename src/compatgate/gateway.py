@@ -24,6 +24,8 @@ from .config import Config, ModelConfig, load_config
 from .context import Principal, RequestContext
 from .endpoints import OperationEndpoint
 from .exceptions import AuthenticationError, ConfigError, GatewayError
+from .health import health_routes
+from .hints import closest
 from .hooks import Hooks, create_plugin_manager
 from .http import Scrubber
 from .local import ModelsEndpoint, not_found
@@ -127,6 +129,11 @@ class Gateway:
                 except Exception:
                     logger.exception("compatgate: closing provider %s failed", provider.name)
 
+    @property
+    def started(self) -> bool:
+        """True from the end of `startup` until `aclose` begins (what ``/health/ready`` reports)."""
+        return self._started
+
     @asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
         """Start now and close on exit: ``Starlette(lifespan=gateway.lifespan)``, or
@@ -164,6 +171,12 @@ class Gateway:
         if principal is not None:
             return principal
         if api_key is None:
+            if request.headers.get("authorization", "").strip():  # never echo what it holds
+                raise AuthenticationError(
+                    "No API key found: the Authorization header must read 'Bearer YOUR_KEY', and "
+                    "this one has no 'Bearer ' scheme (or no key after it). You can also send the "
+                    "key in an x-api-key header."
+                )
             raise AuthenticationError(
                 "You didn't provide an API key. Send it in an Authorization header "
                 "(Authorization: Bearer YOUR_KEY) or an x-api-key header."
@@ -229,9 +242,12 @@ class Gateway:
         cls = self.provider_types.get(config.type)
         if cls is None:
             known = ", ".join(sorted(self.provider_types))
+            match = closest(config.type, self.provider_types)
+            hint = (f"did you mean {match!r}?" if match else
+                    f"a plugin may serve it: pip install compatgate-{config.type}?")
             raise ConfigError(
                 f"{self.config.source}: providers.{name}.type = {config.type!r}: no installed plugin "
-                f"serves this type (installed types: {known}); install compatgate-{config.type}?"
+                f"serves this type; {hint} (installed types: {known})"
             )
         try:
             return cls(config)
@@ -273,6 +289,7 @@ class Gateway:
                 routes.append(Route(operation.path, OperationEndpoint(self, operation), methods=None))
         models = ModelsEndpoint(self)
         routes += [Route("/models", models), Route("/models/{model:path}", models)]
+        routes += health_routes(self)
         return routes
 
     def __repr__(self) -> str:

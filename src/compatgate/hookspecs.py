@@ -140,6 +140,19 @@ def shutdown(gateway: Gateway) -> Awaitable[None] | None:
 
 
 @hookspec
+def check_ready(gateway: Gateway) -> Mapping[str, str | None] | None | Awaitable[Mapping[str, str | None] | None]:
+    """Say whether what the plugin needs works, for ``GET /health/ready``: return a mapping of
+    component names (``"billing"``, ``"ratelimit.redis"``) to None when it is fine or a short
+    problem (``"unreachable (ConnectionRefusedError)"``), or None for nothing to report.
+
+    May be async; every implementation is called, concurrently, each within 5 seconds (else its
+    plugin reports a timeout); an exception reports the plugin as failed (and is logged). The
+    gateway is ready when no component reports a problem. The answer is public: never put a
+    URL, a host name or a secret in a problem; log the details instead.
+    """
+
+
+@hookspec
 @combine("first")
 def authenticate(
     gateway: Gateway, request: Request, api_key: str | None

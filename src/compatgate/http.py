@@ -5,11 +5,14 @@ default, chosen by measurement) or ``"httpx"`` (httpx2's own); `default_headers`
 are what each call carries, and `create_client` puts the three together in an
 ``httpx2.AsyncClient``. The error helpers turn
 transport failures and upstream error bodies into `UpstreamError`s that never carry the
-upstream key or credentials from a URL.
+upstream key or credentials from a URL; a transport failure (or timeout) is logged on the
+``compatgate.upstream`` logger (WARNING) with its cause, the provider and the URL without
+credentials, since the client only learns its kind.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -27,8 +30,13 @@ from .exceptions import (
     UpstreamUnavailableError,
 )
 
-__all__ = ["Scrubber", "create_client", "create_transport", "default_headers", "request_errors", "reset_duration",
-           "scrub", "stream_errors", "timeout", "upstream_error"]
+__all__ = ["Scrubber", "create_client", "create_transport", "default_headers", "display_url", "request_errors",
+           "reset_duration", "scrub", "scrub_urls", "stream_errors", "timeout", "upstream_error"]
+
+logger = logging.getLogger("compatgate.upstream")
+
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
+_SECRET_PARAMETER = re.compile(r"(?i)([?&][^=&\s]*(?:key|token|secret|signature|password)[^=&\s]*=)[^&\s]+")
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "invalid_request_error", 429: "rate_limit_error"}
@@ -74,32 +82,81 @@ def create_client(config: ProviderConfig, **kwargs: Any) -> httpx2.AsyncClient:
 
 
 @contextmanager
-def request_errors(provider: str) -> Iterator[None]:
-    """Map failures before the upstream answered: timeout -> 504, anything else -> 502."""
+def request_errors(provider: str, request: httpx2.Request | None = None) -> Iterator[None]:
+    """Map failures before the upstream answered: timeout -> 504, anything else -> 502; each
+    is logged with ``request`` (its method, URL and ``x-request-id``) when given."""
     try:
         yield
-    except httpx2.TimeoutException:
+    except httpx2.TimeoutException as exc:
+        _log_failure(provider, request, exc, "timed out")
         raise UpstreamTimeoutError(f"The upstream provider {provider!r} timed out.") from None
     except httpx2.HTTPError as exc:
+        _log_failure(provider, request, exc, "failed")
         raise UpstreamUnavailableError(
             f"The upstream provider {provider!r} could not be reached ({type(exc).__name__})."
         ) from None
 
 
 @contextmanager
-def stream_errors(provider: str) -> Iterator[None]:
-    """Map failures while an upstream body is being read to `UpstreamStreamError`."""
+def stream_errors(provider: str, response: httpx2.Response | None = None) -> Iterator[None]:
+    """Map failures while an upstream body is being read to `UpstreamStreamError`; each is
+    logged with the request of ``response`` when it is known."""
     try:
         yield
-    except httpx2.TimeoutException:
+    except httpx2.TimeoutException as exc:
+        _log_failure(provider, _request_of(response), exc, "stopped sending data (timed out) in its answer")
         raise UpstreamStreamError(
             f"The upstream provider {provider!r} stopped sending data (timed out).",
             status_code=504,
         ) from None
     except httpx2.HTTPError as exc:
+        _log_failure(provider, _request_of(response), exc, "broke off its answer")
         raise UpstreamStreamError(
             f"The connection to the upstream provider {provider!r} broke ({type(exc).__name__})."
         ) from None
+
+
+def display_url(url: httpx2.URL | str) -> str:
+    """``url`` as logs may show it: scheme, host, port and path; no credentials, no query."""
+    if not isinstance(url, httpx2.URL):
+        try:
+            url = httpx2.URL(url)
+        except httpx2.InvalidURL:
+            return scrub_urls(str(url)).split("?", 1)[0]
+    if not url.scheme:  # a relative URL (a base_url without http://): shown as it is
+        return scrub_urls(str(url.copy_with(query=None, fragment=None)))
+    port = f":{url.port}" if url.port else ""
+    return f"{url.scheme}://{url.host}{port}{url.path}"
+
+
+def scrub_urls(text: str) -> str:
+    """``text`` with the credentials of URLs (``user:password@``) and the values of
+    key-, token- and secret-like query parameters replaced by ``***``."""
+    return _SECRET_PARAMETER.sub(r"\1***", _URL_CREDENTIALS.sub(r"\1***@", text))
+
+
+def _request_of(response: httpx2.Response | None) -> httpx2.Request | None:
+    try:
+        return response.request if response is not None else None
+    except RuntimeError:  # a transport that did not set it
+        return None
+
+
+def _log_failure(provider: str, request: httpx2.Request | None, exc: Exception, what: str) -> None:
+    if not logger.isEnabledFor(logging.WARNING):
+        return
+    if request is None:
+        try:
+            request = exc.request if isinstance(exc, httpx2.RequestError) else None
+        except RuntimeError:  # the exception does not know its request
+            request = None
+    where = f" {request.method} {display_url(request.url)}" if request is not None else ""
+    request_id = request.headers.get("x-request-id") if request is not None else None
+    detail = scrub_urls(" ".join(str(exc).split())) or "no detail"
+    logger.warning(
+        "upstream %r%s %s%s: %s: %s",
+        provider, where, what, f" (request {request_id})" if request_id else "", type(exc).__name__, detail,
+    )
 
 
 def upstream_error(status: int, content: bytes, *, secrets: Iterable[str | None] = ()) -> UpstreamError:

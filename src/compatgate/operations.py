@@ -92,6 +92,13 @@ class Dialect:
         Anthropic's ``request-id``; None for none."""
         return None
 
+    def stream(self, ctx: RequestContext) -> Encoder | None:
+        """What the gateway itself writes into a *native* stream of this dialect (a `RawReply`
+        relayed as the upstream sent it) before the upstream's first byte: its ``media_type``,
+        ``keepalive`` and the ``error`` that ends it (see `compatgate.endpoints.EarlyStart`;
+        ``start``, ``feed`` and ``finish`` are not called). None: OpenAI's."""
+        return None
+
     def api_key(self, request: Request) -> str | None:
         """The key of ``Authorization: Bearer <key>`` or ``x-api-key``; None without one."""
         authorization = request.headers.get("authorization")

@@ -15,7 +15,7 @@ event stream with upstream errors already mapped.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
@@ -23,8 +23,9 @@ from urllib.parse import quote
 import httpx2
 import orjson
 
-from .config import ModelConfig, ProviderConfig
+from .config import MODEL_KEYS, PROVIDER_KEYS, ModelConfig, ProviderConfig
 from .exceptions import ConfigError, GatewayError, NotFoundError, UpstreamError, UpstreamStreamError
+from .hints import did_you_mean
 from .http import create_client, create_transport, default_headers, request_errors, stream_errors, timeout, upstream_error
 from .replies import Chunk, ChunkStream, RawReply, Reply
 from .sse import SSEDecoder, ServerSentEvent, SSEError
@@ -34,7 +35,8 @@ from .usage import Attempt
 if TYPE_CHECKING:
     from .context import RequestContext
 
-__all__ = ["Chunk", "ChunkStream", "HTTPProvider", "Provider", "RawReply", "Reply", "decode_event", "segment"]
+__all__ = ["Chunk", "ChunkStream", "HTTPProvider", "OpenAIChunks", "Provider", "RawReply", "Reply", "decode_event",
+           "segment"]
 
 Body = dict[str, Any]
 
@@ -53,7 +55,7 @@ class Provider:
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
         self.name = config.name
-        _check_options(self.options, config.options, f"providers.{config.name}")
+        _check_options(self.options, config.options, f"providers.{config.name}", PROVIDER_KEYS, self.type)
 
     @property
     def owned_by(self) -> str:
@@ -65,10 +67,15 @@ class Provider:
 
     def check_model(self, model: ModelConfig) -> None:
         """Refuse a ``[[models]]`` entry this provider cannot serve (raise `ConfigError`)."""
-        _check_options(self.model_options, model.options, f"models {model.name!r}")
+        _check_options(self.model_options, model.options, f"models {model.name!r}", MODEL_KEYS, self.type)
 
     async def start(self) -> None:
         """Open connections; called once, in the serving event loop, before the first use."""
+
+    async def upstream_models(self, ctx: RequestContext) -> list[str] | None:
+        """The model ids the upstream lists (``check --probe`` proves the URL and key with it);
+        None: no upstream to ask. An upstream failure raises its `UpstreamError`."""
+        return None
 
     async def aclose(self) -> None:
         """Close what `start` opened."""
@@ -164,8 +171,17 @@ class HTTPProvider(Provider):
             self._transport = create_transport(self.config)
         return self._transport
 
+    # Where the upstream lists its models (relative to base_url), for `upstream_models`.
+    models_path = "/models"
+
     async def start(self) -> None:
         self.transport  # noqa: B018 - create the pool now
+
+    async def upstream_models(self, ctx: RequestContext) -> list[str] | None:
+        """The ``id`` of each entry of ``data`` in the answer to ``GET models_path``."""
+        from .probe import get_json, listed_ids
+
+        return listed_ids(await get_json(self, ctx, self.models_path), "data", "id")
 
     async def aclose(self) -> None:
         client, transport = self._client, self._transport
@@ -236,7 +252,7 @@ class HTTPProvider(Provider):
         started = time.perf_counter()
         model = body.get("model") if isinstance(body.get("model"), str) else None
         try:
-            with request_errors(self.name):
+            with request_errors(self.name, request):
                 response = await self.transport.handle_async_request(request)
                 try:
                     self.received(ctx, response)
@@ -272,7 +288,7 @@ class HTTPProvider(Provider):
         media_type = response.headers.get("content-type", "application/octet-stream")
         if media_type.startswith("application/json"):
             try:
-                with stream_errors(self.name):
+                with stream_errors(self.name, response):
                     await response.aread()
             finally:
                 await response.aclose()
@@ -282,7 +298,7 @@ class HTTPProvider(Provider):
     async def body_bytes(self, response: httpx2.Response) -> AsyncIterator[bytes]:
         """The body of a streamed response as it comes; closed at the end or when dropped."""
         try:
-            with stream_errors(self.name):
+            with stream_errors(self.name, response):
                 async for data in response.aiter_bytes():
                     yield data
         finally:
@@ -300,7 +316,7 @@ class HTTPProvider(Provider):
         """`events`, grouped by the network read that completed them (never empty)."""
         decoder = SSEDecoder()
         try:
-            with stream_errors(self.name):
+            with stream_errors(self.name, response):
                 async for data in response.aiter_bytes():
                     try:
                         events = decoder.feed(data)
@@ -311,13 +327,32 @@ class HTTPProvider(Provider):
         finally:
             await response.aclose()
 
-    async def openai_chunks(self, response: httpx2.Response) -> AsyncIterator[Chunk]:
+    def openai_chunks(self, response: httpx2.Response) -> OpenAIChunks:
         """Chunks of an OpenAI-format stream, up to ``data: [DONE]``."""
-        async with aclosing(self.event_batches(response)) as batches:
-            async for batch in batches:
+        return OpenAIChunks(self.event_batches(response))
+
+
+class OpenAIChunks:
+    """The `ChunkStream` of an OpenAI-format event stream: its chunks up to ``data: [DONE]``;
+    ``done`` says whether that end marker came (a stream that stops without it was cut)."""
+
+    def __init__(self, batches: AsyncIterator[list[ServerSentEvent]]) -> None:
+        self.done = False
+        self._chunks = self._read(batches)
+
+    def __aiter__(self) -> AsyncIterator[Chunk]:
+        return self._chunks
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()
+
+    async def _read(self, batches: AsyncIterator[list[ServerSentEvent]]) -> AsyncGenerator[Chunk, None]:
+        async with aclosing(batches) as events:  # type: ignore[type-var]
+            async for batch in events:
                 last = len(batch) - 1
                 for index, event in enumerate(batch):
                     if event.data == b"[DONE]":
+                        self.done = True
                         return
                     more = index < last and batch[index + 1].data != b"[DONE]"
                     yield Chunk(decode_event(event), event.data, more)
@@ -350,12 +385,14 @@ def _json_reply(content: bytes) -> Reply:
     return Reply(data, content)
 
 
-def _check_options(allowed: Mapping[str, type], given: Mapping[str, Any], where: str) -> None:
+def _check_options(allowed: Mapping[str, type], given: Mapping[str, Any], where: str,
+                   common: Iterable[str], type_: str) -> None:
     for key, value in given.items():
         kind = allowed.get(key)
         if kind is None:
-            names = ", ".join(sorted(allowed)) or "none"
-            raise ConfigError(f"unknown key {key!r} in {where} (extra keys this provider type accepts: {names})")
+            names, hint = ", ".join(sorted(allowed)) or "none", did_you_mean(key, [*common, *allowed])
+            raise ConfigError(f"unknown key {key!r} in {where}{hint} (keys of every entry: "
+                              f"{', '.join(sorted(common))}; extra keys of type {type_!r}: {names})")
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             continue
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):

@@ -51,8 +51,10 @@ class Relay:
     #: Whether the keep-alive may be written now (between two events, not inside one).
     can_keepalive = True
 
-    def __init__(self, ctx: RequestContext, headers: Sequence[tuple[bytes, bytes]], finish: Finish) -> None:
+    def __init__(self, ctx: RequestContext, headers: Sequence[tuple[bytes, bytes]], finish: Finish,
+                 *, started: bool = False) -> None:
         self.ctx = ctx
+        self.started = started  # the status and headers were sent already (see `EarlyStart`)
         self.headers = [
             (b"content-type", self.media_type.encode("latin-1")),
             (b"cache-control", b"no-cache"),
@@ -71,7 +73,8 @@ class Relay:
                 group.start_soon(_watch_disconnect, receive, group.cancel_scope)
                 interval = self.ctx.gateway.config.gateway.keepalive_seconds
                 try:
-                    await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+                    if not self.started:
+                        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
                     self.written = anyio.current_time()
                     if interval > 0:
                         group.start_soon(self._keepalive, send, interval)
@@ -125,9 +128,11 @@ class ChunkRelay(Relay):
         encoder: Encoder,
         headers: Sequence[tuple[bytes, bytes]],
         finish: Finish,
+        *,
+        started: bool = False,
     ) -> None:
         self.media_type = encoder.media_type
-        super().__init__(ctx, headers, finish)
+        super().__init__(ctx, headers, finish, started=started)
         self.chunks = chunks
         self.encoder = encoder
         self.usage: Usage | None = None

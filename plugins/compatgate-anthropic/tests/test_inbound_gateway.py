@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx2
 import pytest
+from anthropic_inbound_support import OPENAI_RECORDINGS, OPENAI_RECORDINGS_DIR, check_events, parse_events
 from anthropic_support import CLIENT_KEY, PLUGINS, RECORDINGS, UPSTREAM_KEY, Served, recording
-from inbound_support import OPENAI_RECORDINGS, OPENAI_RECORDINGS_DIR, check_events, parse_events
 from starlette.types import Send
 
 from compatgate.testing import FakeUpstream, OpenAISchema, Received, serve, serve_gateway

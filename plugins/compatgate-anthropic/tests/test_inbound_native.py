@@ -26,7 +26,7 @@ from anthropic_support import (
     sse,
 )
 from compatgate_anthropic.inbound import error_body
-from inbound_support import parse_events
+from anthropic_inbound_support import parse_events
 from starlette.requests import Request
 
 from compatgate import (

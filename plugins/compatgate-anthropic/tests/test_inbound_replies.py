@@ -11,7 +11,7 @@ from compatgate_anthropic.inbound import from_chat, message_usage, to_chat, unse
 from compatgate_anthropic.request import build_request
 from compatgate_anthropic.response import openai_response
 from compatgate_anthropic.settings import Settings
-from inbound_support import HmacSigner
+from anthropic_inbound_support import HmacSigner
 
 SIGNER = HmacSigner()
 MODEL = "alias-model"

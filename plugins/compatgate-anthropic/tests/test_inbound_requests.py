@@ -22,7 +22,7 @@ from compatgate_anthropic.inbound import (
 )
 from compatgate_anthropic.request import build_request
 from compatgate_anthropic.settings import Settings
-from inbound_support import HmacSigner
+from anthropic_inbound_support import HmacSigner
 from test_inbound_validation import CLAUDE_CODE
 
 from compatgate import InvalidRequestError

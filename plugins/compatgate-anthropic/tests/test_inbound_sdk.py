@@ -13,7 +13,7 @@ import anthropic
 import orjson
 import pytest
 from compatgate_anthropic.inbound import MessageStream, error_body, from_chat
-from inbound_support import OPENAI_RECORDINGS, HmacSigner, check_events, openai_chunks, parse_events
+from anthropic_inbound_support import OPENAI_RECORDINGS, HmacSigner, check_events, openai_chunks, parse_events
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response

@@ -16,7 +16,7 @@ import copy
 from typing import Any
 
 from anthropic_support import RECORDINGS, recorded_events, recording
-from inbound_support import _SCHEMAS
+from anthropic_inbound_support import _SCHEMAS
 from jsonschema import Draft202012Validator
 
 from compatgate.testing import OpenAISchema

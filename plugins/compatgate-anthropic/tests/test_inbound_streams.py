@@ -13,7 +13,7 @@ from compatgate_anthropic.inbound import MessageStream, to_chat, unseal
 from compatgate_anthropic.request import build_request
 from compatgate_anthropic.settings import Settings
 from compatgate_anthropic.stream import StreamConverter
-from inbound_support import OPENAI_RECORDINGS, HmacSigner, check_events, openai_chunks, parse_events
+from anthropic_inbound_support import OPENAI_RECORDINGS, HmacSigner, check_events, openai_chunks, parse_events
 
 from compatgate import UpstreamStreamError, UpstreamTimeoutError
 

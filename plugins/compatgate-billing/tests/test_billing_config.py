@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from billing_support import SECRET_ENV, SERVER_SECRET, Database, billing_config, cli, write_config
 from compatgate_billing import Price, PriceTable
-from compatgate_billing.pricing import format_micro, request_output_limit, to_micro
+from compatgate_billing.pricing import format_micro, to_micro
 
-from compatgate import ConfigError, Gateway, Usage
+from compatgate import ConfigError, Gateway, Units, Usage
 
 
 def gateway_with(sqlite_db: Database, **billing: Any) -> Gateway:
@@ -103,20 +103,17 @@ def test_cost_and_worst_case():
         Price(input=1_000_000).cost(Usage(prompt_tokens=5, cached_tokens=5)) == 5
     )  # no cached price: input
     # The worst case prices every prompt token at the dearest input rate (here the cache write).
-    assert price.worst_case(1000, 100) == 3125 + 1000
+    assert price.worst_case(Units(1000, 100), 7) == 3125 + 1000
+    assert price.worst_case(Units(1000, None), 100) == 3125 + 1000  # no cap: the default output
+    # Unit prices: per image, per second of audio (rounded up), per million characters.
+    units = Price(per_image=40_000, per_audio_second=100, per_million_characters=15_000_000)
+    assert units.cost(None, Units(0, 0, images=3, audio_seconds=2.5, characters=1000)) == 120_000 + 250 + 15_000
+    assert units.worst_case(Units(0, 0, images=2), 0) == 80_000
 
 
-def test_price_lookup_and_output_limits():
+def test_price_lookup():
     table = PriceTable(
         {"gpt-4o*": Price(input=1), "gpt-4o-mini": Price(input=2), "o?": Price(input=3)}
     )
     assert table.lookup("gpt-4o-mini").input == 2 and table.lookup("gpt-4o-2024").input == 1
     assert table.lookup("o3").input == 3 and table.lookup("claude") is None and len(table) == 3
-    assert request_output_limit("chat.completions", {"max_tokens": 10, "n": 3}, 99) == 30
-    assert (
-        request_output_limit("chat.completions", {"max_completion_tokens": 7, "max_tokens": 10}, 99)
-        == 7
-    )
-    assert request_output_limit("chat.completions", {}, 99) == 99
-    assert request_output_limit("completions", {"max_tokens": 5, "n": 2, "best_of": 4}, 99) == 20
-    assert request_output_limit("embeddings", {"max_tokens": 5}, 99) == 0

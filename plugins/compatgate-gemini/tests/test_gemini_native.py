@@ -12,7 +12,7 @@ import orjson
 import pytest
 from compatgate_gemini import GeminiProvider
 from gemini_support import SSE_SPLIT, UPSTREAM_KEY, gemini_config, model_of, read_trace
-from inbound_support import sse_responses
+from gemini_inbound_support import sse_responses
 from starlette.types import Receive, Scope, Send
 
 from compatgate import Gateway, GatewayError, RequestContext, UpstreamError

@@ -15,10 +15,10 @@ import compatgate_gemini
 import httpx2
 import orjson
 import pytest
+from gemini_inbound_support import OPENAI_RECORDINGS, OPENAI_SSE
 from gemini_support import CLIENT_KEY, SSE_SPLIT, TRACE_NAMES, UPSTREAM_KEY, gemini_response, read_trace, sse
 from google import genai
 from google.genai import types
-from inbound_support import OPENAI_RECORDINGS, OPENAI_SSE
 from starlette.types import Send
 
 from compatgate.testing import FakeUpstream, Received, ServedGateway, serve, serve_gateway

@@ -16,7 +16,7 @@ from compatgate_gemini.inbound import (
 )
 from compatgate_gemini.inbound.envelope import State, seal, unseal
 from google.genai import types
-from inbound_support import HMACSigner
+from gemini_inbound_support import HMACSigner
 
 from compatgate import InvalidRequestError, UpstreamError
 

@@ -11,7 +11,7 @@ import pytest
 from compatgate_gemini.inbound import EFFORT_BUDGETS, to_chat, wants_thoughts
 from compatgate_gemini.request import Options, build_request
 from gemini_support import TRACE_NAMES, expected_upstream_request, model_of, read_trace
-from inbound_support import HMACSigner
+from gemini_inbound_support import HMACSigner
 
 from compatgate import InvalidRequestError
 

@@ -21,7 +21,7 @@ from compatgate_gemini.inbound import (
 )
 from google import genai
 from google.genai import errors, types
-from inbound_support import HMACSigner, openai_chunks
+from gemini_inbound_support import HMACSigner, openai_chunks
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send

@@ -10,7 +10,7 @@ import pytest
 from compatgate_gemini.inbound import ContentStream, to_chat
 from compatgate_gemini.inbound.envelope import unseal
 from google.genai import types
-from inbound_support import OPENAI_RECORDINGS, HMACSigner, openai_chunks, sse_responses
+from gemini_inbound_support import OPENAI_RECORDINGS, HMACSigner, openai_chunks, sse_responses
 
 from compatgate import InvalidRequestError, RateLimitError, UpstreamStreamError
 

@@ -55,7 +55,8 @@ def upstream() -> Iterator[tuple[FakeUpstream, str]]:
 @pytest.fixture
 def make_gateway(upstream: tuple[FakeUpstream, str]) -> Iterator[Callable[..., Served]]:
     """``make(ratelimit_table, plugins=(), entrypoints=False, **gateway_settings)``: a served
-    gateway with the RateLimit plugin (then ``plugins``, which run first). By default the
+    gateway with the RateLimit plugin (then ``plugins``, which run first; a RateLimit subclass
+    among them is the plugin instead). By default the
     installed entry points are not loaded, so that other plugins cannot change what is measured;
     with ``entrypoints=True`` the plugin comes from its entry point, as in production."""
     with ExitStack() as stack:
@@ -69,7 +70,8 @@ def make_gateway(upstream: tuple[FakeUpstream, str]) -> Iterator[Callable[..., S
             config = gateway_config(
                 upstream[1], ratelimit, load_entrypoints=entrypoints, **settings
             )
-            own = plugins if entrypoints else (RateLimit, *plugins)
+            given = any(isinstance(p, type) and issubclass(p, RateLimit) for p in plugins)
+            own = plugins if entrypoints or given else (RateLimit, *plugins)
             return stack.enter_context(serve_gateway(config, own, served=Served))
 
         yield make

@@ -169,8 +169,8 @@ class FakeClock:
 
 
 def clocked(clock: Callable[[], float]) -> type[RateLimit]:
-    """A RateLimit class whose backend reads ``clock`` (passed to `Gateway(plugins=...)`, it is
-    constructed after the entry point's instance, so it is the one that acts)."""
+    """A RateLimit class whose backend reads ``clock`` (passed to `Gateway(plugins=...)`, this
+    subclass replaces the entry point's instance)."""
 
     class ClockedRateLimit(RateLimit):
         def __init__(self, gateway: Gateway) -> None:

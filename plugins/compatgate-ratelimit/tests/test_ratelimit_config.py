@@ -6,6 +6,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import Any
 
+import httpx2
 import pytest
 from compatgate_ratelimit import (
     Decision,
@@ -169,24 +170,30 @@ def test_key_limits_are_layered():
 
 
 class _Ctx:
-    def __init__(self, endpoint: str, body: dict[str, Any]) -> None:
-        self.endpoint, self.body = endpoint, body
+    """What `estimate_cost` reads of a request context: the units the gateway measured on the
+    body as sent upstream (with the operation's meter), and that body."""
+
+    def __init__(self, meter: Any, body: dict[str, Any], model_max: int | None = None) -> None:
+        self.sent, self.body = body, body
+        self.units = meter.measure(body, model_max)
 
 
 def test_token_estimate():
+    from compatgate.operations import CHAT_METER, OPENAI_OPERATIONS
+
+    meters = {operation.name: operation.meter for operation in OPENAI_OPERATIONS}
     messages = [{"role": "user", "content": "x" * 400}]  # 100 tokens + 4 of framing
-    assert estimate_cost(_Ctx("chat.completions", {"messages": messages}), 1000) == 104 + 1000  # type: ignore[arg-type]
-    assert (
-        estimate_cost(_Ctx("chat.completions", {"messages": messages, "max_tokens": 50}), 1000)
-        == 154
-    )  # type: ignore[arg-type]
+    assert estimate_cost(_Ctx(CHAT_METER, {"messages": messages}), 1000) == 104 + 1000  # type: ignore[arg-type]
+    assert estimate_cost(_Ctx(CHAT_METER, {"messages": messages}, 300), 1000) == 104 + 300  # type: ignore[arg-type]
+    assert estimate_cost(_Ctx(CHAT_METER, {"messages": messages, "max_tokens": 50}), 1000) == 154  # type: ignore[arg-type]
+    # Both caps sent: an upstream honours one of them, so the larger one is the worst case.
     body = {"messages": messages, "max_tokens": 50, "max_completion_tokens": 20, "n": 3}
-    assert estimate_cost(_Ctx("chat.completions", body), 1000) == 104 + 60  # type: ignore[arg-type]
-    assert (
-        estimate_cost(_Ctx("chat.completions", {"messages": messages, "max_tokens": 0}), 9) == 113
-    )  # type: ignore[arg-type]
-    assert estimate_cost(_Ctx("completions", {"prompt": "y" * 40, "max_tokens": 5}), 9) == 15  # type: ignore[arg-type]
-    assert estimate_cost(_Ctx("embeddings", {"input": "z" * 80, "max_tokens": 5}), 9) == 20  # type: ignore[arg-type]
+    assert estimate_cost(_Ctx(CHAT_METER, body), 1000) == 104 + 150  # type: ignore[arg-type]
+    assert estimate_cost(_Ctx(CHAT_METER, {"messages": messages, "n": 2}), 9) == 104 + 18  # type: ignore[arg-type]
+    completions = meters["completions"]
+    assert estimate_cost(_Ctx(completions, {"prompt": "y" * 40, "max_tokens": 5}), 9) == 15  # type: ignore[arg-type]
+    assert estimate_cost(_Ctx(completions, {"prompt": "y" * 40, "max_tokens": 5, "best_of": 3}), 9) == 25  # type: ignore[arg-type]
+    assert estimate_cost(_Ctx(meters["embeddings"], {"input": "z" * 80, "max_tokens": 5}), 9) == 20  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -246,7 +253,7 @@ def test_inert_without_its_table(upstream, make_gateway):
     fake.handler = fake.json_reply(chat_answer(), headers={"x-ratelimit-limit-requests": "777"})
     served = make_gateway(None, entrypoints=True)
     (plugin,) = [p for p in served.gateway.pm.get_plugins() if isinstance(p, RateLimit)]
-    assert not plugin.acting and "ratelimit" not in served.gateway.state
+    assert not plugin.configured and "ratelimit" not in served.gateway.state
     responses = [served.post() for _ in range(5)]
     assert [r.status_code for r in responses] == [200] * 5
     assert "x-ratelimit-remaining-requests" not in responses[-1].headers
@@ -255,10 +262,16 @@ def test_inert_without_its_table(upstream, make_gateway):
 
 
 def test_registered_twice_counts_once(upstream, make_gateway):
-    """The entry point and the same class passed again: only the last one constructed acts."""
+    """The entry point and the same class passed again: the core registers one instance."""
     fake, _ = upstream
     fake.handler = fake.json_reply(chat_answer())
     served = make_gateway({"rpm": 2}, plugins=(RateLimit,), entrypoints=True)
-    instances = [p for p in served.gateway.pm.get_plugins() if isinstance(p, RateLimit)]
-    assert len(instances) == 2 and [p.acting for p in instances].count(True) == 1
+    (instance,) = [p for p in served.gateway.pm.get_plugins() if isinstance(p, RateLimit)]
+    assert served.gateway.pm.get_name(instance) == "ratelimit"
     assert [served.post().status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_readiness_in_memory(make_gateway):
+    served = make_gateway({"rpm": 2})
+    ready = httpx2.get(f"{served.url}/health/ready")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"gateway": "ok", "ratelimit": "ok"}

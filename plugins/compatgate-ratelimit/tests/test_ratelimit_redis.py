@@ -373,3 +373,19 @@ def test_concurrent_calls_share_round_trips(redis_url, key_prefix):
     used, writes = asyncio.run(main())
     assert used == list(range(1, 41))
     assert writes <= 5, writes
+
+
+def test_readiness_follows_redis(proxy, key_prefix, make_gateway):
+    served = make_gateway({"backend": "redis", "redis_url": proxy.url(), "key_prefix": key_prefix,
+                           "rpm": 10, "redis_timeout": 0.3})
+    ready = httpx2.get(f"{served.url}/health/ready", timeout=10)
+    assert ready.status_code == 200 and ready.json()["checks"] == {"gateway": "ok", "ratelimit": "ok"}
+    proxy.stop()
+    down = httpx2.get(f"{served.url}/health/ready", timeout=10)
+    assert down.status_code == 503 and down.json()["checks"]["ratelimit"] == "Redis unreachable"
+    assert proxy.url().rsplit(":", 1)[1].split("/")[0] not in down.text  # no address
+    proxy.start()
+    deadline = time.monotonic() + 10
+    while httpx2.get(f"{served.url}/health/ready", timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "still not ready once Redis is back"
+        time.sleep(0.1)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx2
 import openai
 import pytest
 import redis
@@ -211,3 +212,20 @@ def test_unreachable_redis_fails_open(make_gateway: Callable[..., Served], upstr
     assert len(primary.received) == 3
     warnings = [r.getMessage() for r in caplog.records if r.name == "compatgate.router"]
     assert len(warnings) == 1 and "hunter2" not in warnings[0] and "***" in warnings[0]
+
+
+def test_readiness_reports_the_shared_redis(make_gateway: Callable[..., Served], redis_url: str, key_prefix: str):
+    with_redis = make_gateway(table(COOLDOWN, redis_url=redis_url, redis_key_prefix=key_prefix))
+    ready = httpx2.get(f"{with_redis.url}/health/ready")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"gateway": "ok", "router.redis": "ok"}
+    in_memory = make_gateway(table(COOLDOWN))
+    assert httpx2.get(f"{in_memory.url}/health/ready").json()["checks"] == {"gateway": "ok"}
+
+
+def test_readiness_reports_an_unreachable_redis_without_its_address(make_gateway: Callable[..., Served]):
+    port = closed_port()
+    down = make_gateway(table(COOLDOWN, redis_url=f"redis://user:hunter2@127.0.0.1:{port}/0", redis_timeout=0.2))
+    ready = httpx2.get(f"{down.url}/health/ready", timeout=10)
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["router.redis"].startswith("unreachable (")
+    assert "hunter2" not in ready.text and str(port) not in ready.text

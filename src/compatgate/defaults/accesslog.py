@@ -59,6 +59,9 @@ def access_entry(record: UsageRecord) -> dict[str, Any]:
 
 
 def _text(value: Any) -> str:
-    if isinstance(value, str) and (" " in value or not value):
+    """A value of the text format: quoted (JSON, so control characters are escaped and a value
+    can never forge a line or a field) when it is empty, has spaces, quotes, ``=`` or anything
+    unprintable."""
+    if isinstance(value, str) and (not value or not value.isprintable() or any(c in value for c in ' "=')):
         return orjson.dumps(value).decode()
     return "-" if value is None else str(value)

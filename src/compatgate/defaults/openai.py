@@ -1,7 +1,9 @@
 """Default plugin: the ``type = "openai"`` provider, for any OpenAI-compatible upstream
 (OpenAI, vLLM, Ollama, Groq, DeepSeek, Qwen...). Bodies pass through unchanged but for
 ``model``; streams always ask for the usage chunk (unless ``stream_usage = false``) so that
-usage is exact, and the gateway strips it when the client did not ask for it. Images, audio,
+usage is exact, and the gateway strips it when the client did not ask for it. Answers of chat,
+completions and embeddings are made to follow the OpenAI schema as ``conform`` says
+(`compatgate.conform`: ``"auto"`` by default, ``"strict"``, ``"off"``). Images, audio,
 moderations and realtime pass through; ``/responses`` passes through with
 ``native_responses = true`` and is otherwise served on ``/chat/completions`` (for upstreams
 that only have chat).
@@ -12,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..config import ProviderConfig
+from ..conform import ConformingStream, Mode, StreamConformer, conform_mode, conform_reply
 from ..context import RequestContext
 from ..hookspecs import hookimpl
 from ..provider import Body, ChunkStream, HTTPProvider, Provider, RawReply, Reply
@@ -22,16 +26,20 @@ from ..uploads import Form
 
 class OpenAIProvider(HTTPProvider):
     type = "openai"
-    options = {"stream_usage": bool, "native_responses": bool}
+    options = {"stream_usage": bool, "native_responses": bool, "conform": str}
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        self.conform: Mode = conform_mode(config.options.get("conform"), f"providers.{config.name}")
 
     async def chat_completions(self, ctx: RequestContext, body: Body) -> Reply | ChunkStream:
-        return await self._generate(ctx, "/chat/completions", body)
+        return await self._generate(ctx, "/chat/completions", body, "chat.completions")
 
     async def completions(self, ctx: RequestContext, body: Body) -> Reply | ChunkStream:
-        return await self._generate(ctx, "/completions", body)
+        return await self._generate(ctx, "/completions", body, "completions")
 
     async def embeddings(self, ctx: RequestContext, body: Body) -> Reply:
-        return await self.post_json(ctx, "/embeddings", body)
+        return self._conformed(ctx, "embeddings", body, await self.post_json(ctx, "/embeddings", body))
 
     def serves(self, method: str) -> bool:
         if method == "responses":
@@ -64,14 +72,28 @@ class OpenAIProvider(HTTPProvider):
     async def realtime(self, ctx: RequestContext, body: Body) -> Any:
         return await connect_upstream(self, ctx, body)
 
-    async def _generate(self, ctx: RequestContext, path: str, body: Body) -> Reply | ChunkStream:
+    async def _generate(self, ctx: RequestContext, path: str, body: Body, kind: str) -> Reply | ChunkStream:
         if body.get("stream") is not True:
-            return await self.post_json(ctx, path, body)
+            return self._conformed(ctx, kind, body, await self.post_json(ctx, path, body))
         if self.option("stream_usage", True):
             options = body.get("stream_options")
             body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
         response = await self.send(ctx, path, body, stream=True)
-        return self.openai_chunks(response)
+        chunks = self.openai_chunks(response)
+        if self.conform == "off":
+            return chunks
+        conformer = StreamConformer("chat" if kind == "chat.completions" else "completion",
+                                    strict=self.conform == "strict", request=body, model=ctx.model)
+        return ConformingStream(chunks, conformer, lambda: chunks.done)
+
+    def _conformed(self, ctx: RequestContext, kind: str, body: Body, reply: Reply) -> Reply:
+        """``reply`` made to follow the OpenAI schema (see `compatgate.conform`): the upstream's
+        own bytes when they already do (``conform = "auto"``)."""
+        if self.conform == "off":
+            return reply
+        raw = conform_reply(kind, reply.data, reply.raw, mode=self.conform, request=body, model=ctx.model,
+                            secrets=self.secrets)
+        return Reply(reply.data, raw)
 
 
 @hookimpl(trylast=True)

@@ -6,12 +6,17 @@ is served through Chat Completions (`ChatConversion`): the request becomes a cha
 (``previous_response_id`` read back from the gateway's store; every tool type accepted, hosted
 ones left out and named in ``x-compatgate-dropped-tools``, see `compatgate.responses.tools`),
 and the chat answer — or its chunks, as the Responses event sequence — a Response, kept in the
-store when ``store`` allows.
-The plugin opens the store (`compatgate.responses.store`) at start-up and closes it at shutdown.
+store when ``store`` allows. The plugin opens the store (`compatgate.responses.store`) at
+start-up — a store that cannot be reached then is opened again on first use, and reported by
+``GET /health/ready`` meanwhile, so that everything else keeps serving — and closes it at
+shutdown.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,7 +25,7 @@ import orjson
 from starlette.routing import BaseRoute, Route
 
 from ..context import RequestContext
-from ..exceptions import InvalidRequestError, NotFoundError
+from ..exceptions import GatewayError, InvalidRequestError, NotFoundError
 from ..hookspecs import hookimpl
 from ..local import LocalEndpoint
 from ..metering import TokenMeter
@@ -40,6 +45,16 @@ __all__ = ["ChatConversion", "ResponsesAPI", "plugin"]
 Body = dict[str, Any]
 _STATE = "responses"
 
+logger = logging.getLogger("compatgate")
+
+
+class StoreUnavailableError(GatewayError):
+    """503: the response store cannot be reached."""
+
+    status_code = 503
+    type = "server_error"
+    code = "store_unavailable"
+
 
 @dataclass(slots=True)
 class _Turn:
@@ -58,7 +73,25 @@ class ResponsesAPI:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self.store: ResponseStore | None = None
+        self._store: ResponseStore | None = None
+        self._lock = asyncio.Lock()
+        self._off = gateway.config.gateway.response_store == "off"
+
+    async def store(self) -> ResponseStore | None:
+        """The store, opened now if it is not yet (None when ``response_store = "off"``); an
+        error 503 when it cannot be reached."""
+        if self._store is None and not self._off:
+            async with self._lock:
+                if self._store is None:
+                    try:
+                        self._store = await open_store(self.gateway.config.gateway)
+                    except Exception as exc:  # where it is (a DSN) stays in the log
+                        logger.warning("compatgate: the response store is unreachable: %s", type(exc).__name__)
+                        raise StoreUnavailableError(
+                            "The gateway's response store is unavailable; try again later, or send the "
+                            "whole conversation in 'input' without 'store'."
+                        ) from None
+        return self._store
 
     @hookimpl(trylast=True)
     def register_operations(self, register: Callable[[Operation], None]) -> None:
@@ -71,13 +104,27 @@ class ResponsesAPI:
 
     @hookimpl(trylast=True)
     async def startup(self) -> None:
-        self.store = await open_store(self.gateway.config.gateway)
+        with contextlib.suppress(StoreUnavailableError):  # retried on first use
+            await self.store()
 
     @hookimpl(trylast=True)
     async def shutdown(self) -> None:
-        store, self.store = self.store, None
+        store, self._store = self._store, None
         if store is not None:
             await store.aclose()
+
+    @hookimpl(trylast=True)
+    async def check_ready(self) -> dict[str, str | None]:
+        if self.gateway.config.gateway.response_store != "postgres":
+            return {}  # an SQLite file is local: nothing to probe
+        try:
+            store = await self.store()
+            if store is not None:
+                await store.load("resp_readiness_probe", None)
+        except Exception as exc:  # the details (host, DSN) go to the log, not to the probe
+            logger.warning("compatgate: the response store is unreachable: %s", type(exc).__name__)
+            return {"response_store": f"unreachable ({type(exc).__name__})"}
+        return {"response_store": None}
 
 
 plugin = ResponsesAPI
@@ -90,9 +137,9 @@ class ChatConversion(Conversion):
         self.api = api
 
     async def request(self, ctx: RequestContext, body: Body) -> Body:
-        store = self.api.store
         previous, wanted = body.get("previous_response_id"), body.get("store")
-        if store is None and (previous or wanted is True):
+        store = await self.api.store() if previous or wanted is not False else None
+        if store is None and (previous or wanted is True):  # response_store = "off"
             name = "previous_response_id" if previous else "store"
             raise InvalidRequestError(
                 f"'{name}' needs the gateway's response storage, which is off "
@@ -109,7 +156,7 @@ class ChatConversion(Conversion):
         added = input_items(body.get("input"))
         converted = chat_request(body, history + added)
         self.report(ctx, converted.tools.dropped, converted.ignored)
-        keep = store is not None and wanted is not False
+        keep = store is not None
         ctx.state[_STATE] = _Turn(shell(body, ctx.model, item_id("resp"), store=keep), added, previous, keep,
                                   converted.tools)
         return converted.body
@@ -129,8 +176,8 @@ class ChatConversion(Conversion):
         return ResponseEncoder(turn.response, done, turn.tools)
 
     async def _save(self, ctx: RequestContext, turn: _Turn, final: Body) -> None:
-        store = self.api.store
-        if turn.keep and store is not None:
+        store = await self.api.store() if turn.keep else None
+        if store is not None:
             output = [{k: v for k, v in item.items() if k != "status"} for item in final["output"]]
             await store.save(final, turn.added + output, turn.previous, _key(ctx))
 
@@ -147,7 +194,7 @@ class StoredResponseEndpoint(LocalEndpoint):
         self.api = api
 
     async def answer(self, ctx: RequestContext) -> bytes:
-        store = self.api.store
+        store = await self.api.store()
         if store is None:
             raise InvalidRequestError(
                 "The gateway does not store responses (gateway.response_store = \"off\").",

@@ -54,6 +54,7 @@ class AnthropicProvider(HTTPProvider):
         self._models: dict[str, Settings] = {}
         base = (config.base_url or "").rstrip("/")
         self.path = "/messages" if base.endswith("/v1") else "/v1/messages"
+        self.models_path = ("/models" if base.endswith("/v1") else "/v1/models") + "?limit=1000"
 
     @property
     def owned_by(self) -> str:

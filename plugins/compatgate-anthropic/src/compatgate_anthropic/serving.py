@@ -40,6 +40,7 @@ from .inbound import (
     count_tokens_answer,
     count_tokens_estimate,
     error_body,
+    error_event,
     from_chat,
     to_chat,
     validate,
@@ -55,9 +56,12 @@ __all__ = [
     "CountTokensConversion",
     "MessageEncoder",
     "MessagesConversion",
+    "NativeFraming",
 ]
 
 Body = dict[str, Any]
+_MEDIA_TYPE = "text/event-stream; charset=utf-8"
+
 
 class AnthropicDialect(Dialect):
     """How ``/messages`` speaks to its clients beyond its bodies (see the module docstring)."""
@@ -69,6 +73,36 @@ class AnthropicDialect(Dialect):
 
     def headers(self, ctx: RequestContext) -> Mapping[str, str]:
         return {"request-id": ctx.request_id}
+
+    def stream(self, ctx: RequestContext) -> NativeFraming:
+        return NativeFraming(ctx.request_id)
+
+
+class NativeFraming:
+    """What the gateway writes into a native ``/messages`` stream before the upstream's first
+    byte: SSE comments as keep-alives (an Anthropic client reads nothing into them; a ``ping``
+    event may not come before the upstream's own ``message_start``), and Anthropic's ``error``
+    event when the upstream fails meanwhile."""
+
+    media_type = _MEDIA_TYPE
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+
+    def start(self) -> bytes:
+        return b""
+
+    def feed(self, chunk: Chunk) -> bytes:  # pragma: no cover - never called on a native stream
+        raise NotImplementedError("a native stream is relayed as the upstream sent it")
+
+    def finish(self) -> bytes:  # pragma: no cover - never called on a native stream
+        raise NotImplementedError("a native stream is relayed as the upstream sent it")
+
+    def error(self, error: GatewayError) -> bytes:
+        return error_event(error, request_id=self.request_id)
+
+    def keepalive(self) -> bytes:
+        return b": keep-alive\n\n"
 
 
 ANTHROPIC = AnthropicDialect()
@@ -94,7 +128,7 @@ class MessageEncoder:
     Anthropic's events, through `MessageStream`. ``message_start`` goes out as soon as the
     stream begins (`start`), a ``ping`` event while the upstream is silent."""
 
-    media_type = "text/event-stream; charset=utf-8"
+    media_type = _MEDIA_TYPE
 
     def __init__(self, stream: MessageStream) -> None:
         self.stream = stream

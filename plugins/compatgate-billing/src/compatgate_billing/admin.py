@@ -18,6 +18,7 @@ a key; nothing else ever returns them (the database does not have them).
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 __all__ = ["admin_routes"]
 
 Handler = Callable[[Request], Awaitable[Response]]
+logger = logging.getLogger("compatgate.billing")
+
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
 
@@ -85,6 +88,9 @@ class AdminAPI:
                 return _error(NotFoundError(str(exc), code="key_not_found"))
             except OperationError as exc:
                 return _error(InvalidRequestError(str(exc)))
+            except Exception:  # a bug: logged, answered in the API's format (never a stack trace)
+                logger.exception("compatgate-billing: admin request %s %s failed", request.method, request.url.path)
+                return _error(GatewayError("The admin API failed to handle this request.", code="internal_error"))
 
         return serve
 

@@ -6,6 +6,8 @@ digested for storage and returned once to the caller; nothing else ever sees it 
 
 from __future__ import annotations
 
+import math
+
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,7 +15,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from .keys import digest, format_key, new_key_id, new_secret
-from .pricing import to_micro
+from .pricing import MAX_AMOUNT, MICRO, to_micro
 from .store import BalanceError, CreditEntry, KeyRecord, Store, now_ms
 
 __all__ = [
@@ -37,22 +39,32 @@ class OperationError(ValueError):
     """The request is well formed but cannot be carried out (or a field is invalid)."""
 
 
+_LATEST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: later times are refused
+
+
 def parse_time(value: Any, *, past: bool = False) -> int:
     """A point in time in Unix milliseconds: Unix seconds (a number), an ISO 8601 date or date
     and time (UTC unless it says), or a duration (``30d``, ``12h``) from now, or before now with
-    ``past``."""
+    ``past``; between 1970 and 9999 (OperationError otherwise)."""
+    moment = _parse_time(value, past)
+    if not 0 <= moment <= _LATEST_MS:
+        raise OperationError("a time must lie between 1970-01-01 and 9999-12-31")
+    return moment
+
+
+def _parse_time(value: Any, past: bool) -> int:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return int(value * 1000)
+        return _seconds(value)
     if not isinstance(value, str) or not value.strip():
         raise OperationError("a time must be Unix seconds, an ISO 8601 date or a duration like 30d")
     text = value.strip()
     try:
-        return int(float(text) * 1000)  # Unix seconds given as text (a query string, the CLI)
+        return _seconds(float(text))  # Unix seconds given as text (a query string, the CLI)
     except ValueError:
         pass
     match = _RELATIVE.fullmatch(text)
     if match:
-        offset = int(match.group(1)) * _UNITS[match.group(2)] * 1000
+        offset = min(int(match.group(1)) * _UNITS[match.group(2)] * 1000, _LATEST_MS + 1)
         return now_ms() - offset if past else now_ms() + offset
     try:
         moment = datetime.fromisoformat(text)
@@ -69,12 +81,22 @@ def parse_time(value: Any, *, past: bool = False) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def _seconds(value: float) -> int:
+    if not math.isfinite(value) or abs(value) > _LATEST_MS / 1000:
+        raise OperationError("a time must lie between 1970-01-01 and 9999-12-31")
+    return int(value * 1000)
+
+
 def parse_amount(value: Any, what: str = "amount") -> int:
-    """An amount in currency units (a number or a decimal string) as micro-units."""
+    """An amount in currency units (a number or a decimal string) as micro-units, at most
+    `MAX_AMOUNT` either way."""
     try:
-        return to_micro(value)
+        micro = to_micro(value)
     except ValueError as exc:
         raise OperationError(f"{what} {exc}") from None
+    if abs(micro) > MAX_AMOUNT:
+        raise OperationError(f"{what} is too large (at most {MAX_AMOUNT // MICRO} currency units)")
+    return micro
 
 
 @dataclass(frozen=True)

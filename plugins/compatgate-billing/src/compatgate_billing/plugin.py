@@ -37,6 +37,7 @@ from compatgate import (
     PermissionDeniedError,
     Principal,
     RequestContext,
+    Units,
     UsageRecord,
     hookimpl,
     withdraw_hooks,
@@ -45,7 +46,7 @@ from compatgate.usage import estimate_prompt_tokens
 
 from .keys import KeyPrincipal, parse_key, verify
 from .manage import KeyManager
-from .pricing import format_micro, request_output_limit
+from .pricing import format_micro
 from .prompts import prompt_text
 from .settings import BillingSettings, parse_settings
 from .store import LedgerEntry, Store, now_ms, store_for
@@ -98,7 +99,7 @@ class Billing:
         self._principals: dict[str, tuple[tuple[Any, ...], KeyPrincipal]] = {}
         if self.settings is None:  # inert at no cost
             withdraw_hooks(self, "startup", "shutdown", "authenticate", "admit_request", "record_usage",
-                           "register_routes")  # fmt: skip
+                           "register_routes", "check_ready")  # fmt: skip
 
     @property
     def enabled(self) -> bool:
@@ -145,6 +146,23 @@ class Billing:
         finally:
             store, self.store = self.store, None
             await store.close()
+
+    @hookimpl
+    async def check_ready(self) -> dict[str, str | None] | None:
+        """``billing``: the store is open, its database answers a query, and the ledger writer
+        runs (without them no virtual key can be checked nor any usage recorded)."""
+        if self.settings is None:
+            return None
+        if self.store is None:
+            return {STATE_KEY: "store not open"}
+        try:
+            await self.store.get_key("0" * 16)  # a lookup like every request's; no such key
+        except Exception as exc:  # the details (host, DSN) go to the log only
+            logger.warning("compatgate-billing: not ready: the database failed (%s: %s)", type(exc).__name__, exc)
+            return {STATE_KEY: f"database unreachable ({type(exc).__name__})"}
+        if self.writer is None or not self.writer.running:
+            return {STATE_KEY: "ledger writer stopped"}
+        return {STATE_KEY: None}
 
     async def _maintain(self) -> None:
         assert self.settings is not None and self.store is not None
@@ -201,9 +219,10 @@ class Billing:
 
     @hookimpl
     async def admit_request(self, ctx: RequestContext) -> None:
-        """Reserve the worst case: the prompt estimate (`estimate_prompt_tokens`) at the dearest
-        input rate plus the output limit (``max_completion_tokens``/``max_tokens``, else the
-        model's ``max_tokens``, times ``n``) at the output rate; 429 when the key's free balance
+        """Reserve the worst case of what the gateway measured on the request as it goes
+        upstream (``ctx.units``): the prompt estimate at the dearest input rate, the output cap
+        it carries at the output rate (else the price's or the plugin's ``max_tokens`` for each
+        choice), its images, audio seconds and characters; 429 when the key's free balance
         cannot cover it."""
         principal = ctx.principal
         if self.settings is None or not isinstance(principal, KeyPrincipal):
@@ -220,10 +239,9 @@ class Billing:
             return
         if principal.unlimited:
             return
-        output = request_output_limit(
-            ctx.endpoint, ctx.body, price.max_tokens or self.settings.max_tokens
-        )
-        amount = price.worst_case(estimate_prompt_tokens(ctx.body), output)
+        units = ctx.units or Units(estimate_prompt_tokens(ctx.body), None)
+        choices = ctx.sent.get("n") if isinstance(ctx.sent.get("n"), int) else 1
+        amount = price.worst_case(units, (price.max_tokens or self.settings.max_tokens) * max(choices, 1))
         if amount <= 0:
             return
         if not await self._reserve(pending.id, principal.key_id, amount):
@@ -291,7 +309,7 @@ class Billing:
             cache_write_tokens=(usage.cache_write_tokens or 0) if usage else 0,
             reasoning_tokens=(usage.reasoning_tokens or 0) if usage else 0,
             estimated=bool(usage and usage.estimated),
-            cost_micro=price.cost(usage) if price is not None and usage is not None else 0,
+            cost_micro=price.cost(usage, record.units) if price is not None else 0,
             latency_ms=round(record.latency_ms),
             ttft_ms=round(ttft) if ttft is not None else None,
             error=record.error,

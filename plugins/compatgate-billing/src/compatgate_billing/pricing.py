@@ -1,31 +1,36 @@
 """Money and prices, in integers only.
 
 Amounts are integer *micro-units* of the configured currency (1 unit = 1,000,000 micro-units),
-so the database never holds a float. A price is kept as micro-units per million tokens; the cost
-of a request is the exact sum over token kinds, rounded up once to the next micro-unit.
+so the database never holds a float. A token price is kept as micro-units per million tokens,
+a unit price per image, per second of audio or per million characters of speech; the cost of a
+request is the exact sum over what it used, rounded up once to the next micro-unit. Every
+amount is bounded by `MAX_AMOUNT` (what the ledger's 64-bit integers hold, with room to sum).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from compatgate import Usage
+from compatgate import Units, Usage
 
 __all__ = [
+    "MAX_AMOUNT",
     "MICRO",
     "Price",
     "PriceTable",
     "format_micro",
-    "request_output_limit",
     "to_micro",
 ]
 
 MICRO = 1_000_000
+MAX_AMOUNT = 2**62  # micro-units: no amount the plugin computes or stores exceeds it
 _TOKENS_PER_PRICE = 1_000_000  # prices are per million tokens
+_CHARACTERS_PER_PRICE = 1_000_000
 
 
 def to_micro(value: Any) -> int:
@@ -58,18 +63,38 @@ def _ceil_div(numerator: int, denominator: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """Micro-units per million tokens of each kind; ``max_tokens`` is the most output tokens the
-    model produces, the worst case when a request sets no limit (None: the plugin default)."""
+    """Micro-units per million tokens of each kind, per image, per second of audio and per
+    million characters of speech; ``max_tokens`` is the most output tokens the model produces,
+    the worst case when neither the request nor the gateway sets a limit (None: the plugin
+    default)."""
 
     input: int = 0
     output: int = 0
     cached_input: int | None = None  # None: billed as input
     cache_write: int | None = None  # None: billed as input
     max_tokens: int | None = None
+    per_image: int = 0
+    per_audio_second: int = 0
+    per_million_characters: int = 0
 
-    def cost(self, usage: Usage) -> int:
-        """The cost of ``usage`` in micro-units, rounded up. ``prompt_tokens`` counts every input
-        token, the cached reads and the cache writes included (OpenAI's convention)."""
+    def cost(self, usage: Usage | None, units: Units | None = None) -> int:
+        """The cost of ``usage`` (tokens) and ``units`` (images, audio, characters) in
+        micro-units, rounded up. ``prompt_tokens`` counts every input token, the cached reads
+        and the cache writes included (OpenAI's convention)."""
+        return min(self._tokens(usage) + self._units(units), MAX_AMOUNT)
+
+    def _units(self, units: Units | None) -> int:
+        if units is None:
+            return 0
+        return (
+            max(units.images, 0) * self.per_image
+            + math.ceil(max(units.audio_seconds, 0.0) * self.per_audio_second)
+            + _ceil_div(max(units.characters, 0) * self.per_million_characters, _CHARACTERS_PER_PRICE)
+        )
+
+    def _tokens(self, usage: Usage | None) -> int:
+        if usage is None:
+            return 0
         prompt = max(usage.prompt_tokens, 0)
         cached = min(max(usage.cached_tokens or 0, 0), prompt)
         written = min(max(usage.cache_write_tokens or 0, 0), prompt - cached)
@@ -82,13 +107,16 @@ class Price:
         )
         return _ceil_div(total, _TOKENS_PER_PRICE)
 
-    def worst_case(self, prompt_tokens: int, output_tokens: int) -> int:
-        """The most ``prompt_tokens`` in and ``output_tokens`` out can cost: every prompt token at
-        the dearest input rate (a cache write may cost more than plain input)."""
+    def worst_case(self, units: Units, default_output: int) -> int:
+        """The most a request measured as ``units`` can cost: every prompt token at the dearest
+        input rate (a cache write may cost more than plain input), the output cap at the output
+        rate (``default_output`` when the request has none), and its images, audio seconds and
+        characters. At most `MAX_AMOUNT`."""
         rates = [self.input, self.cached_input or 0, self.cache_write or 0]
-        return _ceil_div(
-            prompt_tokens * max(rates) + output_tokens * self.output, _TOKENS_PER_PRICE
-        )
+        output = units.output_tokens if units.output_tokens is not None else default_output
+        tokens = _ceil_div(max(units.prompt_tokens, 0) * max(rates) + max(output, 0) * self.output,
+                           _TOKENS_PER_PRICE)
+        return min(tokens + self._units(units), MAX_AMOUNT)
 
 
 class PriceTable:
@@ -114,24 +142,3 @@ class PriceTable:
 
 def _is_glob(name: str) -> bool:
     return any(char in name for char in "*?[")
-
-
-def request_output_limit(endpoint: str, body: Mapping[str, Any], model_max: int) -> int:
-    """The most output tokens a request may produce: its ``max_completion_tokens`` or
-    ``max_tokens`` (else ``model_max``), times the number of choices (``n``, or ``best_of`` for
-    legacy completions); 0 for embeddings."""
-    if endpoint == "embeddings":
-        return 0
-    limit = (
-        _positive(body.get("max_completion_tokens"))
-        or _positive(body.get("max_tokens"))
-        or model_max
-    )
-    choices = _positive(body.get("n")) or 1
-    if endpoint == "completions":
-        choices = max(choices, _positive(body.get("best_of")) or 1)
-    return limit * choices
-
-
-def _positive(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None

@@ -33,7 +33,9 @@ _KEYS = {
     "batch_seconds",
     "prices",
 }
-_PRICE_KEYS = {"input", "output", "cached_input", "cache_write", "max_tokens"}
+_TOKEN_RATES = ("input", "output", "cached_input", "cache_write")  # per million tokens
+_UNIT_RATES = ("per_image", "per_audio_second", "per_million_characters")
+_PRICE_KEYS = {*_TOKEN_RATES, *_UNIT_RATES, "max_tokens"}
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _MIN_SECRET = 16
 
@@ -161,14 +163,15 @@ def _prices(raw: Any, fail: Fail) -> PriceTable:
                 f"{where}.{unknown[0]}: unknown key (allowed: {', '.join(sorted(_PRICE_KEYS))})"
             )
         rates: dict[str, int | None] = {}
-        for kind in ("input", "output", "cached_input", "cache_write"):
+        for kind in (*_TOKEN_RATES, *_UNIT_RATES):
             if kind not in entry:
-                rates[kind] = 0 if kind in ("input", "output") else None
+                rates[kind] = None if kind in ("cached_input", "cache_write") else 0
                 continue
             try:
                 rates[kind] = to_micro(entry[kind])
             except ValueError as exc:
-                raise fail(f"{where}.{kind} (per million tokens) {exc}") from None
+                unit = "per million tokens" if kind in _TOKEN_RATES else kind.replace("_", " ")
+                raise fail(f"{where}.{kind} ({unit}) {exc}") from None
             if rates[kind] < 0:  # type: ignore[operator]
                 raise fail(f"{where}.{kind} must not be negative")
         limit = entry.get("max_tokens")
@@ -182,5 +185,8 @@ def _prices(raw: Any, fail: Fail) -> PriceTable:
             cached_input=rates["cached_input"],
             cache_write=rates["cache_write"],
             max_tokens=limit,
+            per_image=rates["per_image"] or 0,
+            per_audio_second=rates["per_audio_second"] or 0,
+            per_million_characters=rates["per_million_characters"] or 0,
         )
     return PriceTable(prices)

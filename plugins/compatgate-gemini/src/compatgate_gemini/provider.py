@@ -32,6 +32,7 @@ from compatgate import (
     UpstreamError,
     Usage,
 )
+from compatgate.probe import get_json, listed_ids
 
 from .embeddings import (
     BATCH,
@@ -77,6 +78,7 @@ class GeminiProvider(HTTPProvider):
         super().__init__(config)
         _check_choices(config.options, f"providers.{config.name}")
         self.api_version = str(self.option("api_version", "v1beta")).strip("/")
+        self.models_path = f"/{self.api_version}/models?pageSize=1000"
 
     @property
     def owned_by(self) -> str:
@@ -94,6 +96,10 @@ class GeminiProvider(HTTPProvider):
 
     def error_for(self, status: int, content: bytes) -> UpstreamError:
         return http_error(status, content, self.secrets)
+
+    async def upstream_models(self, ctx: RequestContext) -> list[str] | None:
+        """The ``models`` of ``GET /{api_version}/models``, without their ``models/`` prefix."""
+        return listed_ids(await get_json(self, ctx, self.models_path), "models", "name", "models/")
 
     async def chat_completions(self, ctx: RequestContext, body: Body) -> Reply | ChunkStream:
         model = body["model"]

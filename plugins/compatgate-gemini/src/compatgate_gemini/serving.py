@@ -57,6 +57,7 @@ from .inbound import (
     embed_to_openai,
     error_body,
     from_chat,
+    stream_error,
     to_chat,
     validate,
     validate_batch_embed_contents,
@@ -65,6 +66,7 @@ from .inbound import (
     wants_thoughts,
 )
 from .inbound.names import camel_case
+from .native import EVENT_STREAM, JSON
 
 __all__ = [
     "GEMINI",
@@ -75,6 +77,7 @@ __all__ = [
     "GeminiDialect",
     "GeminiEncoder",
     "GenerateConversion",
+    "NativeFraming",
     "reader",
 ]
 
@@ -108,6 +111,34 @@ class GeminiDialect(Dialect):
                 if given.strip():
                     return given.strip()
         return super().api_key(request)
+
+    def stream(self, ctx: RequestContext) -> NativeFraming:
+        return NativeFraming(sse=ctx.body.get("sse") is not False)
+
+
+class NativeFraming:
+    """What the gateway writes into a native ``streamGenerateContent`` before the upstream's
+    first byte: blank lines as keep-alives (see `RawReply.keepalive` in `native`), and Google's
+    error object (the array's only element in JSON array mode) when the upstream fails."""
+
+    def __init__(self, *, sse: bool) -> None:
+        self.sse = sse
+        self.media_type = EVENT_STREAM if sse else JSON
+
+    def start(self) -> bytes:
+        return b""
+
+    def feed(self, chunk: Chunk) -> bytes:  # pragma: no cover - never called on a native stream
+        raise NotImplementedError("a native stream is relayed as the upstream sent it")
+
+    def finish(self) -> bytes:  # pragma: no cover - never called on a native stream
+        raise NotImplementedError("a native stream is relayed as the upstream sent it")
+
+    def error(self, error: GatewayError) -> bytes:
+        return stream_error(error, sse=self.sse, started=False)
+
+    def keepalive(self) -> bytes:
+        return b"\r\n"
 
 
 GEMINI = GeminiDialect()
@@ -152,7 +183,7 @@ class GeminiEncoder:
 
     def __init__(self, stream: ContentStream) -> None:
         self.stream = stream
-        self.media_type = "text/event-stream" if stream.sse else "application/json; charset=UTF-8"
+        self.media_type = EVENT_STREAM if stream.sse else JSON
 
     def start(self) -> bytes:
         return b""

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import propagate, trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer, TracerProvider
 
@@ -37,7 +38,7 @@ from .settings import TracingSettings, load_tracer_provider, parse_settings
 
 __all__ = ["Tracing"]
 
-_STATE = "compatgate_otel"  # gateway.state key of the active plugin, and ctx.state key
+_STATE = "compatgate_otel"  # ctx.state key of a request's spans
 _VERSION = "0.1.0"
 
 
@@ -53,11 +54,13 @@ class _RequestTrace:
     attempts: list[tuple[int, Span, int, str | None]] = field(default_factory=list)
 
 
+_TRACEPARENT = TraceContextTextMapPropagator()
+
 class Tracing:
     """OpenTelemetry tracing for one gateway, active when ``[plugins.otel]`` is configured or
     a tracer provider is given. ``tracer_provider`` wins over the configured one; without
-    either the global provider is used. When a gateway gets the plugin twice, the instance
-    created last serves and the other goes inert."""
+    either the global provider is used. Passed in ``Gateway(plugins=[...])`` (itself, a subclass
+    such as `using`'s, or an instance), it replaces the entry point's instance."""
 
     def __init__(self, gateway: Gateway, *, tracer_provider: TracerProvider | None = None) -> None:
         self.tracer: Tracer | None = None
@@ -70,11 +73,7 @@ class Tracing:
         self.settings = parse_settings(table or {}, gateway.config.source)
         if tracer_provider is None and self.settings.tracer_provider:
             tracer_provider = load_tracer_provider(self.settings.tracer_provider, gateway.config.source)
-        previous = gateway.state.get(_STATE)
-        if isinstance(previous, Tracing):
-            previous.tracer = None
         self.tracer = trace.get_tracer("compatgate_otel", _VERSION, tracer_provider=tracer_provider)
-        gateway.state[_STATE] = self
 
     @classmethod
     def using(cls, tracer_provider: TracerProvider) -> type[Tracing]:
@@ -123,7 +122,12 @@ class Tracing:
         if not self.settings.propagate:
             return None
         carrier: dict[str, str] = {}
-        propagate.inject(carrier, context=trace.set_span_in_context(span, current.parent))
+        context = trace.set_span_in_context(span, current.parent)
+        if self.settings.forward_client_context:  # the configured propagators: baggage, tracestate...
+            propagate.inject(carrier, context=context)
+        else:  # only this gateway's traceparent: the client's baggage and tracestate stay here
+            _TRACEPARENT.inject(carrier, context=context)
+            carrier.pop("tracestate", None)
         return carrier
 
     @hookimpl

@@ -13,20 +13,23 @@ from compatgate import ConfigError
 
 __all__ = ["TracingSettings", "load_tracer_provider", "parse_settings"]
 
-_KEYS = {"tracer_provider", "extract", "propagate", "provider_names"}
+_KEYS = {"tracer_provider", "extract", "propagate", "forward_client_context", "provider_names"}
 
 
 @dataclass(frozen=True, slots=True)
 class TracingSettings:
     """``tracer_provider``: ``"module:attribute"`` naming a `TracerProvider` (or a function
     returning one), else the global one; ``extract``: continue the trace of an incoming
-    ``traceparent``; ``propagate``: send the attempt span's context upstream;
+    ``traceparent``; ``propagate``: send the attempt span's ``traceparent`` upstream;
+    ``forward_client_context``: send what the configured propagators carry too (the client's
+    ``baggage`` and ``tracestate``: off by default, they are the client's business);
     ``provider_names``: ``gen_ai.provider.name`` by provider name, overriding the value
     derived from the provider's type (e.g. ``azure.ai.openai`` for an ``openai`` provider)."""
 
     tracer_provider: str | None = None
     extract: bool = True
     propagate: bool = True
+    forward_client_context: bool = False
     provider_names: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -38,13 +41,14 @@ def parse_settings(table: Mapping[str, Any], source: str = "<config>") -> Tracin
     provider = table.get("tracer_provider")
     if provider is not None and (not isinstance(provider, str) or ":" not in provider):
         raise ConfigError(f"{where}.tracer_provider must be a string \"module:attribute\"")
-    for key in ("extract", "propagate"):
+    for key in ("extract", "propagate", "forward_client_context"):
         if not isinstance(table.get(key, True), bool):
             raise ConfigError(f"{where}.{key} must be true or false")
     names = table.get("provider_names", {})
     if not isinstance(names, Mapping) or not all(isinstance(v, str) and v for v in names.values()):
         raise ConfigError(f"{where}.provider_names must be a table of non-empty strings")
-    return TracingSettings(provider, table.get("extract", True), table.get("propagate", True), dict(names))
+    return TracingSettings(provider, table.get("extract", True), table.get("propagate", True),
+                           table.get("forward_client_context", False), dict(names))
 
 
 def load_tracer_provider(path: str, source: str = "<config>") -> TracerProvider:

@@ -18,9 +18,8 @@ __all__ = ["Prometheus"]
 class Prometheus:
     """Prometheus metrics for one gateway, active when ``[plugins.prometheus]`` is configured.
 
-    ``metrics`` is None while inert. When a gateway gets the plugin twice (the entry point and
-    ``Gateway(plugins=[Prometheus])``), the instance created last serves and the other goes
-    inert, so nothing is counted twice.
+    ``metrics`` is None while inert. Passed in ``Gateway(plugins=[Prometheus])`` it replaces
+    the entry point's instance (the core registers one), so nothing is counted twice.
     """
 
     def __init__(self, gateway: Gateway) -> None:
@@ -31,10 +30,6 @@ class Prometheus:
             withdraw_hooks(self, "register_routes", "admit_request", "record_usage")
             return
         self.settings = parse_settings(table, gateway.config.source)
-        previous = gateway.state.get(_STATE)
-        if isinstance(previous, Prometheus) and previous.metrics is not None:
-            previous.metrics.close()
-            previous.metrics = None
         self.metrics = GatewayMetrics(self.settings)
         gateway.state[_STATE] = self
 

@@ -126,6 +126,10 @@ class Backend(abc.ABC):
     async def close(self) -> None:
         """Close what `start` opened."""
 
+    async def ping(self) -> None:
+        """Raise `BackendUnavailable` when the backend cannot answer now (for
+        ``/health/ready``); a backend in this process always can."""
+
     @abc.abstractmethod
     async def admit(self, plan: Plan, lease: str, lease_ms: int, *, peek: bool = False) -> Decision:
         """Check every window and pool of ``plan``; when all fit (and not ``peek``), add each

@@ -90,9 +90,9 @@ class _Scoped:
 class RateLimit:
     """Rate limits for one gateway; inert unless ``[plugins.ratelimit]`` is configured.
 
-    When a gateway gets two instances (the entry point, and the class passed again in
-    ``Gateway(plugins=[...])``), the one constructed last acts and the other stays inert, so a
-    request is never counted twice. ``clock`` (seconds) replaces the backend's time, for tests.
+    The class passed again in ``Gateway(plugins=[...])`` (or a subclass of it) replaces the
+    entry point's instance, so a request is never counted twice. ``clock`` (seconds) replaces
+    the backend's time, for tests.
     """
 
     def __init__(self, gateway: Gateway, *, clock: Callable[[], float] | None = None) -> None:
@@ -118,17 +118,14 @@ class RateLimit:
             gateway.state[STATE_KEY] = self
             self._check_names()
         else:  # inert at no cost
-            withdraw_hooks(self, "startup", "shutdown", "admit_request", "response_headers", "record_usage")
-
-    @property
-    def acting(self) -> bool:
-        return self.configured and self.gateway.state.get(STATE_KEY) is self
+            withdraw_hooks(self, "startup", "shutdown", "admit_request", "response_headers", "record_usage",
+                           "check_ready")  # fmt: skip
 
     # -- life cycle -------------------------------------------------------------------------
 
     @hookimpl
     async def startup(self) -> None:
-        if not self.acting:
+        if not self.configured:
             return
         settings = self.settings
         if settings.backend == "redis":
@@ -165,11 +162,27 @@ class RateLimit:
             backend, self.backend = self.backend, None
             await backend.close()
 
+    @hookimpl
+    async def check_ready(self) -> dict[str, str | None] | None:
+        """``ratelimit``: the backend is started and, with Redis, answers a ``PING`` (a
+        replica cut off from Redis leaves the load balancer; requests that still reach it are
+        handled as ``on_backend_error`` says)."""
+        if not self.configured:
+            return None
+        if self.backend is None:
+            return {STATE_KEY: "not started"}
+        try:
+            await self.backend.ping()
+        except BackendUnavailable as exc:  # the details (host) go to the log only
+            logger.warning("compatgate-ratelimit: not ready: %s", exc)
+            return {STATE_KEY: "Redis unreachable"}
+        return {STATE_KEY: None}
+
     # -- requests ---------------------------------------------------------------------------
 
     @hookimpl
     async def admit_request(self, ctx: RequestContext) -> None:
-        if not self.acting or self.backend is None:
+        if not self.configured or self.backend is None:
             return
         scoped = self._scopes(ctx)
         if scoped.problems:
@@ -198,7 +211,7 @@ class RateLimit:
 
     @hookimpl
     async def response_headers(self, ctx: RequestContext) -> Mapping[str, str] | None:
-        if not self.acting or self.backend is None or ctx.endpoint == "models":
+        if not self.configured or self.backend is None or ctx.endpoint == "models":
             return None
         admission: Admission | None = ctx.state.get(STATE_KEY)
         if admission is not None:

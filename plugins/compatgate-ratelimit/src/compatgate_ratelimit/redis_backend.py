@@ -107,6 +107,9 @@ class RedisBackend(Backend):
             connections, self.connections = self.connections, None
             await connections.close()
 
+    async def ping(self) -> None:
+        await self._call(pack_command(b"PING"))
+
     async def admit(self, plan: Plan, lease: str, lease_ms: int, *, peek: bool = False) -> Decision:
         windows, pools = plan.windows, plan.pools
         keys: list[bytes] = []

@@ -120,18 +120,18 @@ def request_scopes(settings: Settings, ctx: RequestContext) -> tuple[list[Scope]
 
 
 def estimate_cost(ctx: RequestContext, default_max_tokens: int) -> int:
-    """The tokens reserved at admission: the prompt estimate (`estimate_prompt_tokens`) plus,
-    except for embeddings, ``max_completion_tokens`` or ``max_tokens`` (else
-    ``default_max_tokens``) for each of the ``n`` choices."""
-    body = ctx.body
-    prompt = estimate_prompt_tokens(body)
-    if ctx.endpoint == "embeddings":
-        return prompt
-    completion = _positive_int(body.get("max_completion_tokens")) or _positive_int(
-        body.get("max_tokens")
-    )
-    choices = _positive_int(body.get("n")) or 1
-    return prompt + (completion or default_max_tokens) * choices
+    """The tokens reserved at admission, from what the gateway measured on the request as it
+    goes upstream (``ctx.units``): the prompt estimate plus the output cap it carries for all
+    its choices (``default_max_tokens`` per choice when neither the request nor the
+    configuration sets one; nothing for operations that generate no tokens)."""
+    units = ctx.units
+    if units is None:  # not an operation of the table (a plugin calling the hooks itself)
+        return estimate_prompt_tokens(ctx.body) + default_max_tokens
+    output = units.output_tokens
+    if output is None:
+        choices = _positive_int(ctx.sent.get("n")) or 1
+        output = default_max_tokens * choices
+    return units.prompt_tokens + output
 
 
 def build_plan(scopes: list[Scope], cost: int) -> Plan:

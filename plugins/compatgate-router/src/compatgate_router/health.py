@@ -59,6 +59,10 @@ class Health:
     async def close(self) -> None:
         """Close what `start` opened."""
 
+    async def ping(self) -> None:
+        """Raise when the shared state cannot be reached now (for ``/health/ready``); state in
+        this process always can be."""
+
     async def admit(self, key: str) -> Admission:
         return ALLOWED
 

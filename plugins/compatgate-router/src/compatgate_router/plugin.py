@@ -10,8 +10,11 @@ returns at once. Another plugin can replace the policy by routing first (any non
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
 
 from compatgate import ConfigError, ProviderConfig, RequestContext, Route, hookimpl, withdraw_hooks
 
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
     from compatgate import Gateway
 
 __all__ = ["Router"]
+
+logger = logging.getLogger("compatgate.router")
 
 
 class Router:
@@ -43,7 +48,8 @@ class Router:
         self.health: Health = self._health()
         self._configs: dict[str, ProviderConfig] = {}
         if not self.active:  # inert at no cost
-            withdraw_hooks(self, "register_routes", "startup", "shutdown", "route_model", "list_models")
+            withdraw_hooks(self, "register_routes", "startup", "shutdown", "route_model", "list_models",
+                           "check_ready")  # fmt: skip
 
     def _health(self) -> Health:
         settings = self.settings
@@ -80,6 +86,20 @@ class Router:
     @hookimpl
     async def shutdown(self) -> None:
         await self.health.close()
+
+    @hookimpl
+    async def check_ready(self) -> dict[str, str | None] | None:
+        """``router.redis``, with ``redis_url``: Redis answers a ``PING`` (a replica cut off
+        from the shared cooldown state leaves the load balancer; requests that still reach it
+        are routed as if every deployment were healthy)."""
+        if not self.active or self.settings.redis_url is None:
+            return None
+        try:
+            await self.health.ping()
+        except (RedisError, OSError) as exc:  # TimeoutError is an OSError; the host goes to the log only
+            logger.warning("compatgate-router: not ready: Redis failed (%s)", type(exc).__name__)
+            return {"router.redis": f"unreachable ({type(exc).__name__})"}
+        return {"router.redis": None}
 
     @hookimpl
     def route_model(self, ctx: RequestContext, model: str) -> Route | None:

@@ -124,6 +124,12 @@ class RedisHealth(Health):
             client, self.client = self.client, None
             await client.aclose()
 
+    async def ping(self) -> None:
+        if self.client is None:
+            raise RedisError("the Redis client is not started")
+        with anyio.fail_after(self.timeout * 3):  # connect, reply, and the one retry
+            await self.client.ping()
+
     def keys(self, key: str) -> list[str]:
         return [f"{self.tag}:{key}:c", f"{self.tag}:{key}:f"]
 

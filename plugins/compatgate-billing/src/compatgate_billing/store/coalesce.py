@@ -1,8 +1,9 @@
 """`WriteQueue`: on SQLite, the writes that arrive while one transaction runs are made together
 in the next one (settlement batches first, then the reservations, each statement evaluated
 after the ones before it). One hop to the writer thread and one commit serve many requests; a
-write still returns only once committed. If a shared transaction fails, each part runs again
-on its own, so it fails alone, as it would have without sharing."""
+write still returns only once committed. If a shared transaction fails, each settlement batch
+and each reservation runs again on its own, so it fails alone, as it would have without
+sharing."""
 
 from __future__ import annotations
 
@@ -75,6 +76,11 @@ class WriteQueue:
             try:
                 results = await self._run(_all_steps([make for make, _, _ in parts]))
             except Exception as exc:
+                # Each settlement batch, and each reservation, again on its own: one request's
+                # failure must not fail the others that shared its transaction.
+                parts = [part for part in parts if not part[2]] + [
+                    (partial(self._reserve_steps, [args]), [future], True) for args, future in reservations
+                ]
                 if len(parts) == 1:
                     _fail(parts[0][1], exc)
                     continue
