@@ -27,6 +27,7 @@ With ``COMPATGATE_CLIENT_CAPTURES=<dir>`` every request the fake received is sav
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from compatgate.testing import ServedGateway, serve_gateway
+from compatgate.testing import OpenAISchema, ServedGateway, serve_gateway
 
 from .anthropic_fake import AnthropicUpstream
 from .chat_fake import ChatUpstream
@@ -47,6 +48,7 @@ from .upstream import ScriptedUpstream, capture
 
 __all__ = ["TARGETS", "DirectTarget", "Endpoint", "GatewayTarget", "Target", "save_captures"]
 
+SHARED = Path(os.environ.get("COMPATGATE_SHARED", Path(__file__).resolve().parents[3] / "shared"))
 CLIENT_KEY = "sk-client-test-0123456789abcdef"
 UPSTREAM_KEY = "sk-upstream-test-fedcba9876543210"
 
@@ -126,6 +128,11 @@ _UPSTREAMS: dict[str, tuple[type[ScriptedUpstream], str, str, str]] = {
 }
 
 
+@functools.cache
+def _anthropic_schema() -> OpenAISchema:
+    return OpenAISchema(SHARED / "spec" / "anthropic-openapi.yaml")
+
+
 class GatewayTarget:
     """Each client through a gateway to a fake of another protocol (see the module docstring)."""
 
@@ -151,6 +158,10 @@ class GatewayTarget:
                     yield Endpoint(url(gateway.url), CLIENT_KEY, aliases[0], fake, gateway)
             finally:
                 save_captures(fake, self.label)
+        if kind == "anthropic":  # what the gateway sent Anthropic, against Anthropic's spec
+            schema = _anthropic_schema()
+            for request in fake.calls("/v1/messages"):
+                schema.validate("CreateMessageParams", request.json)
 
     def anthropic(self, script: Script, via: str | None = None) -> AbstractContextManager[Endpoint]:
         return self._serve(script, via or "chat", ("gw-sonnet",), lambda u: u.removesuffix("/v1"))
