@@ -50,9 +50,9 @@ __all__ = [
     "OPENAI",
     "OPENAI_OPERATIONS",
     "Conversion",
-    "Local",
     "Dialect",
     "Encoder",
+    "Local",
     "Operation",
     "form_reader",
     "json_reader",
@@ -121,9 +121,10 @@ class Encoder(Protocol):
 
     The relay writes what `start` returns as soon as the stream begins (before the first chunk,
     however long the upstream takes: a protocol's opening event, or ``b""``), checks the chunks
-    (errors, finish reasons, usage) and calls `feed` with each one the client should see, `finish` once when the stream completed (it may return an awaitable,
-    e.g. to store the answer before its last event goes out), `error` once when it broke (never
-    followed by anything that looks complete) and `keepalive` while the upstream is silent."""
+    (errors, finish reasons, usage) and calls `feed` with each one the client should see,
+    `finish` once when the stream completed (it may return an awaitable, e.g. to store the
+    answer before its last event goes out), `error` once when it broke (never followed by
+    anything that looks complete) and `keepalive` while the upstream is silent."""
 
     media_type: str
 
