@@ -293,8 +293,7 @@ def serve_gateway(
     """Serve ``Gateway(config, plugins=(UsageLog, *plugins))`` (no `UsageLog` when
     ``usage_log`` is false) while the block runs; yields ``served(gateway, url)``. With
     ``mount`` (``"/v1"``) the gateway is mounted there, as ``compatgate serve`` does, and
-    ``url`` ends with it (clients that append ``/v1/...`` themselves, such as Anthropic's and
-    Gemini's, take the server's root: ``url`` without ``mount``)."""
+    ``url`` ends with it (Anthropic's clients, which add ``/v1``, take ``url`` without it)."""
     gateway = Gateway(config, plugins=(UsageLog, *plugins) if usage_log else tuple(plugins))
     app: ASGIApp = gateway
     if mount:
