@@ -326,7 +326,9 @@ def test_reasoning_text_and_parallel_calls_stream(rgw: Served, upstream, openai_
     assert final["output"][1]["content"][0]["text"] == "Checking both."
     assert [orjson.loads(c["arguments"])["location"] for c in final["output"][2:]] == ["Paris", "Rome"]
     assert final["usage"]["output_tokens_details"]["reasoning_tokens"] == 4
-    fake.handler = fake.sse_reply(stream.replace(b'"finish_reason":"tool_calls"', b'"finish_reason":null'))
+    # Cut before its finish reason (no [DONE] either): never a completed response.
+    fake.handler = fake.sse_reply(stream.replace(b'"finish_reason":"tool_calls"', b'"finish_reason":null')
+                                  .replace(b"data: [DONE]\n\n", b""))
     failed = stream_events(rgw, {"model": "gpt-4o", "input": "Weather?"})
     assert failed[-1]["type"] == "response.failed" and failed[-1]["response"]["error"]["code"] == "server_error"
     check_events(failed, openai_schema)

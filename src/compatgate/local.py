@@ -83,7 +83,7 @@ def error_response(
         response.raw_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
     upstream = isinstance(error, UpstreamError) and provider is not None
     response.raw_headers.append((ERROR_SOURCE_HEADER.encode(), b"upstream" if upstream else b"gateway"))
-    if upstream:
+    if upstream and provider is not None:
         response.raw_headers.append((UPSTREAM_HEADER.encode(), provider.encode("latin-1", "replace")))
     return response
 
@@ -162,7 +162,7 @@ class ModelsEndpoint(LocalEndpoint):
 
 def _anthropic_model(model: dict[str, Any]) -> dict[str, Any]:
     """An OpenAI model entry as Anthropic's ``ModelInfo`` (``created_at`` from ``created``)."""
-    created = model.get("created") if isinstance(model.get("created"), int) else 0
+    created: int = model["created"] if isinstance(model.get("created"), int) else 0
     stamp = datetime.fromtimestamp(max(created, 0), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {"type": "model", "id": model["id"], "display_name": model.get("display_name") or model["id"],
             "created_at": stamp, "capabilities": None, "max_input_tokens": None, "max_tokens": None}

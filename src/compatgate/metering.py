@@ -108,7 +108,7 @@ class TokenMeter(Meter):
                     return None
                 inner = holder[key] = {}
             holder = inner
-        return holder
+        return holder  # type: ignore[no-any-return]
 
     def measure(self, body: Body, model_max: int | None) -> Units:
         prompt = self.prompt(body)

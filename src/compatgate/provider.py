@@ -14,6 +14,7 @@ event stream with upstream errors already mapped.
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from contextlib import aclosing
@@ -49,8 +50,8 @@ class Provider:
     """
 
     type: ClassVar[str] = ""
-    options: ClassVar[Mapping[str, type]] = {}
-    model_options: ClassVar[Mapping[str, type]] = {}
+    options: ClassVar[Mapping[str, builtins.type]] = {}
+    model_options: ClassVar[Mapping[str, builtins.type]] = {}
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
@@ -312,7 +313,7 @@ class HTTPProvider(Provider):
                 for event in batch:
                     yield event
 
-    async def event_batches(self, response: httpx2.Response) -> AsyncIterator[list[ServerSentEvent]]:
+    async def event_batches(self, response: httpx2.Response) -> AsyncGenerator[list[ServerSentEvent], None]:
         """`events`, grouped by the network read that completed them (never empty)."""
         decoder = SSEDecoder()
         try:
@@ -336,7 +337,7 @@ class OpenAIChunks:
     """The `ChunkStream` of an OpenAI-format event stream: its chunks up to ``data: [DONE]``;
     ``done`` says whether that end marker came (a stream that stops without it was cut)."""
 
-    def __init__(self, batches: AsyncIterator[list[ServerSentEvent]]) -> None:
+    def __init__(self, batches: AsyncGenerator[list[ServerSentEvent], None]) -> None:
         self.done = False
         self._chunks = self._read(batches)
 
@@ -346,8 +347,8 @@ class OpenAIChunks:
     async def aclose(self) -> None:
         await self._chunks.aclose()
 
-    async def _read(self, batches: AsyncIterator[list[ServerSentEvent]]) -> AsyncGenerator[Chunk, None]:
-        async with aclosing(batches) as events:  # type: ignore[type-var]
+    async def _read(self, batches: AsyncGenerator[list[ServerSentEvent], None]) -> AsyncGenerator[Chunk, None]:
+        async with aclosing(batches) as events:
             async for batch in events:
                 last = len(batch) - 1
                 for index, event in enumerate(batch):

@@ -194,7 +194,7 @@ class Session:
         elif kind == "conversation.item.create":
             self.added += len(orjson.dumps(event.get("item")))
         elif kind == "response.create":
-            response = event.get("response") if isinstance(event.get("response"), dict) else {}
+            response: dict[str, Any] = event["response"] if isinstance(event.get("response"), dict) else {}
             cap = response.get("max_output_tokens")
             return await self._admit(cap if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0 else None)
         return True
@@ -203,7 +203,7 @@ class Session:
         """Meter an upstream event; False when the session was refused and closed."""
         if '"response.done"' in text or '"response.created"' in text:
             event = _decode(text)
-            response = event.get("response") if isinstance(event.get("response"), dict) else {}
+            response: dict[str, Any] = event["response"] if isinstance(event.get("response"), dict) else {}
             if event.get("type") == "response.created":
                 turn = next((t for t in self.turns if t.id is None), None)
                 if turn is None:  # started by the upstream itself (server voice detection)

@@ -278,7 +278,8 @@ def stream_error(error: Any) -> UpstreamError:
     """The `UpstreamStreamError` for an error object an upstream sent inside a stream (OpenAI's
     ``{"error": {...}}`` event, or a bare message); the gateway scrubs it before it goes out."""
     if isinstance(error, dict):
-        message = error.get("message") if isinstance(error.get("message"), str) else "Upstream stream error."
+        given = error.get("message")
+        message = given if isinstance(given, str) else "Upstream stream error."
         code = error.get("code")
         return UpstreamStreamError(
             message,

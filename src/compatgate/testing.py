@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
@@ -68,7 +68,7 @@ _PORTS = {"http": 80, "https": 443, "redis": 6379, "rediss": 6379, "postgresql":
 
 
 @contextmanager
-def serve(app: ASGIApp, *, lifespan: str = "auto") -> Iterator[str]:
+def serve(app: ASGIApp, *, lifespan: Literal["auto", "on", "off"] = "auto") -> Iterator[str]:
     """Serve ``app`` on 127.0.0.1 (a free port) while the block runs; yields the base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

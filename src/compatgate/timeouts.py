@@ -96,10 +96,10 @@ class _Timer:
             )
         return error
 
-    async def watch(self, stream: ChunkStream | AsyncIterator[T]) -> AsyncGenerator[T, None]:
+    async def watch(self, stream: AsyncIterator[T] | ChunkStream) -> AsyncGenerator[T, None]:
         """``stream`` (chunks, or bytes), failing when its first piece or its end comes too
         late; closes it."""
-        chunks = stream.__aiter__()
+        chunks: AsyncIterator[T] = stream.__aiter__()  # type: ignore[assignment]
         deadline = self.first_deadline
         kind: type[UpstreamError] = UpstreamTimeoutError
         try:

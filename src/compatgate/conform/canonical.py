@@ -98,7 +98,7 @@ def _pick(value: Any, shape: Any) -> Any:
 
 
 def canonical_chat(data: dict[str, Any]) -> dict[str, Any]:
-    out = _pick(data, _CHAT)
+    out: dict[str, Any] = _pick(data, _CHAT)
     for choice in out["choices"]:
         if choice["message"].get("tool_calls") == []:
             del choice["message"]["tool_calls"]
@@ -106,7 +106,7 @@ def canonical_chat(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def canonical_chunk(data: dict[str, Any]) -> dict[str, Any]:
-    out = _pick(data, _CHUNK)
+    out: dict[str, Any] = _pick(data, _CHUNK)
     for choice in out["choices"]:
         if choice["delta"].get("tool_calls") == []:
             del choice["delta"]["tool_calls"]
@@ -118,11 +118,13 @@ def canonical_completion(data: dict[str, Any]) -> dict[str, Any]:
         logprobs = choice.get("logprobs")
         if type(logprobs) is dict and type(logprobs.get("content")) is list and "tokens" not in logprobs:
             choice["logprobs"] = _legacy_logprobs(logprobs["content"])
-    return _pick(data, _COMPLETION)
+    out: dict[str, Any] = _pick(data, _COMPLETION)
+    return out
 
 
 def canonical_embeddings(data: dict[str, Any]) -> dict[str, Any]:
-    return _pick(data, _EMBEDDINGS)
+    out: dict[str, Any] = _pick(data, _EMBEDDINGS)
+    return out
 
 
 def _legacy_logprobs(tokens: list[Any]) -> dict[str, Any]:

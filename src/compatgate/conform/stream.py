@@ -6,14 +6,14 @@ the relay receives conforming chunks (``data`` fixed in place, ``raw`` the bytes
 upstream's own object when nothing changed) and needs no other change.
 
 The last-chunk rule: a choice must end with a ``finish_reason``. When the upstream closed the
-stream properly (``data: [DONE]``, which only the provider can tell: ``done``) but some choice
-never got one (vLLM's tool-call streams, vllm#27572), the stream gets the finish chunk it
-lacked: ``{"delta": {}, "finish_reason": ...}`` per unfinished choice, with ``tool_calls`` when
-the choice streamed tool calls, ``length`` when the usage shows the request's token limit
-reached, else ``stop``, placed before the usage chunk (held back for that, only in this case).
-Both modes do this: the upstream said the answer was complete, only the chunk saying why was
-missing. A stream that ended without ``[DONE]`` gets nothing added: it is truncated, and the
-relay must end it with an error event (it never looks complete).
+stream properly (``data: [DONE]``, which only the provider can tell: ``done``) but a choice it
+streamed never got one, and the stream itself shows why it ended — it streamed tool calls
+(vLLM's tool-call streams, vllm#27572: ``tool_calls``) or its usage reached the request's token
+limit (``length``) — the stream gets the finish chunk it lacked, ``{"delta": {}, "finish_reason":
+...}``, placed before the usage chunk (held back for that, only in this case). Both modes do
+this. Anything else is not invented: a choice that ends without a reason nothing shows (or a
+stream that ended without ``[DONE]``) is truncated, and the relay ends it with an error event
+(it never looks complete).
 """
 
 from __future__ import annotations
@@ -66,9 +66,9 @@ class StreamConformer:
         return raw if raw is not None and not changed else orjson.dumps(data)
 
     def unfinished(self) -> list[int]:
-        """Choices (seen, or asked for with ``n``) still without a ``finish_reason``."""
+        """Choices seen that are still without a ``finish_reason``."""
         state = self.state
-        return sorted((state.seen | set(range(self.n))) - state.finished)
+        return sorted(state.seen - state.finished)
 
     def closing(self) -> list[dict[str, Any]]:
         """The finish chunks of the choices still unfinished (see the module docstring)."""
@@ -79,6 +79,8 @@ class StreamConformer:
                 reason = "tool_calls"
             else:
                 reason = infer_finish(False, state.usage if self.n == 1 else None, fb)
+                if reason == "stop":  # nothing says the choice ended: treated as cut, never invented
+                    continue
             if self.chat:
                 choice = {"index": index, "delta": {}, "logprobs": None, "finish_reason": reason}
             else:
@@ -143,7 +145,8 @@ class ConformingStream:
             if self._held is not None:  # more came after the usage chunk: keep the upstream's order
                 self._queue.append(chunk)
                 chunk, self._held = self._held, None
-            return chunk
+            result: Chunk = chunk
+            return result
 
     def _tail(self) -> Iterator[Chunk]:
         tail = []

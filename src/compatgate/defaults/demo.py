@@ -17,7 +17,7 @@ import re
 import struct
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from ..context import RequestContext
@@ -107,7 +107,7 @@ class DemoProvider(Provider):
             delay = float(self.option("chunk_delay", 0.02))
             return _stream(head, pieces, finish, n, usage, delay, chat)
         if chat:
-            message = {"role": "assistant", "content": text, "refusal": None, "annotations": []}
+            message: Body = {"role": "assistant", "content": text, "refusal": None, "annotations": []}
             choices = [{"index": i, "message": message, "logprobs": None, "finish_reason": finish} for i in range(n)]
             return Reply({**head, "object": "chat.completion", "choices": choices, "usage": usage.to_openai()})
         choices = [{"index": i, "text": text, "logprobs": None, "finish_reason": finish} for i in range(n)]
@@ -116,7 +116,7 @@ class DemoProvider(Provider):
 
 async def _stream(
     head: Body, pieces: list[str], finish: str, n: int, usage: Usage, delay: float, chat: bool
-) -> AsyncIterator[Chunk]:
+) -> AsyncGenerator[Chunk, None]:
     obj = "chat.completion.chunk" if chat else "text_completion"
 
     def chunk(index: int, content: str | None, finish_reason: str | None, role: bool = False) -> Chunk:

@@ -139,7 +139,7 @@ class ResponseEncoder:
             item["_text"] = ""
             self.open[kind] = item
         item["_text"] += text
-        extra = {"logprobs": []} if kind == "message" else {}
+        extra: Body = {"logprobs": []} if kind == "message" else {}
         out.append(self.event(f"response.{name}.delta", **self._where(item), **{index: 0}, **extra, delta=text))
         return out
 
@@ -191,7 +191,7 @@ class ResponseEncoder:
             text = item.pop("_text")
             where = self._where(item)
             part_event, name, index, part, field = _KINDS[kind]
-            extra = {"logprobs": []} if kind == "message" else {}
+            extra: Body = {"logprobs": []} if kind == "message" else {}
             out.append(self.event(f"response.{name}.done", **where, **{index: 0, field: text}, **extra))
             out.append(self.event(f"response.{part_event}.done", **where, **{index: 0}, part=part(text)))
             if kind == "reasoning":

@@ -30,8 +30,8 @@ def item_id(prefix: str) -> str:
 
 def shell(body: Body, model: str, response_id: str, *, store: bool) -> Body:
     """A Response object for ``body`` before any output (status ``in_progress``)."""
-    reasoning = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
-    text = body.get("text") if isinstance(body.get("text"), dict) else {}
+    reasoning: Body = body["reasoning"] if isinstance(body.get("reasoning"), dict) else {}
+    text: Body = body["text"] if isinstance(body.get("text"), dict) else {}
     return {
         "id": response_id,
         "object": "response",

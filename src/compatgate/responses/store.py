@@ -166,7 +166,7 @@ class PostgresStore(ResponseStore):
     @classmethod
     async def connect(cls, settings: GatewaySettings) -> PostgresStore:
         try:
-            import asyncpg
+            import asyncpg  # type: ignore[import-untyped]
         except ImportError:
             raise ConfigError("response_store = \"postgres\" needs asyncpg: install compatgate[postgres]") from None
         pool = await asyncpg.create_pool(settings.response_store_url, min_size=1, max_size=10)

@@ -137,7 +137,7 @@ def _add(mapped: ToolMap, tool: Body, namespace: str | None) -> None:
 
 def _custom_function(name: str, tool: Body) -> Body:
     """A custom tool as a function taking its freeform input as one string."""
-    format_ = tool.get("format") if isinstance(tool.get("format"), dict) else {}
+    format_: Body = tool["format"] if isinstance(tool.get("format"), dict) else {}
     described = "The tool's whole input, as raw text."
     if format_.get("type") == "grammar" and isinstance(format_.get("definition"), str):
         described = (f"The tool's whole input, as raw text that follows this {format_.get('syntax') or ''} "
@@ -164,8 +164,9 @@ def custom_input(arguments: str) -> str:
 
 def call_arguments(item: Body) -> tuple[str, str]:
     """The chat ``(name, arguments)`` of a ``function_call`` or ``custom_tool_call`` input item."""
-    name = item.get("name") if isinstance(item.get("name"), str) else ""
-    chat_name = flat_name(item.get("namespace") if isinstance(item.get("namespace"), str) else None, name)
+    name: str = item["name"] if isinstance(item.get("name"), str) else ""
+    namespace: str | None = item["namespace"] if isinstance(item.get("namespace"), str) else None
+    chat_name = flat_name(namespace, name)
     if item.get("type") == "custom_tool_call":
         return chat_name, orjson.dumps({_INPUT: item.get("input") or ""}).decode()
     return chat_name, item.get("arguments") or ""
