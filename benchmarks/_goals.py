@@ -61,6 +61,23 @@ def _converted(result: TargetResult, _: Context) -> Verdict | None:
     return f"p50 added ×{latency:.2f}, req/s ÷{throughput:.2f}", max(latency, throughput) <= 1.5
 
 
+def _messages(result: TargetResult, _: Context) -> Verdict | None:
+    """``/messages`` (converted and passed through): added p50 against the OpenAI SSE
+    pass-through's, and CPU per request against its own."""
+    added, metrics = result.added, result.metrics
+    if not added.get("sse_p50_ms"):
+        return None
+    parts, ratios = [], []
+    for name, prefix in (("msg", "msg"), ("msgn", "msgn")):
+        if f"{prefix}_p50_ms" not in added:
+            continue
+        ratio = added[f"{prefix}_p50_ms"] / added["sse_p50_ms"]
+        ratios.append(ratio)
+        cpu, base = metrics.get(f"{prefix}_cpu_us"), metrics.get("sse_cpu_us")
+        parts.append(f"{name} p50 added ×{ratio:.2f}" + (f", CPU ×{cpu / base:.2f}" if cpu and base else ""))
+    return ("; ".join(parts), max(ratios) <= 1.5) if ratios else None
+
+
 def _plugins(result: TargetResult, context: Context) -> Verdict | None:
     plain = context.by_name.get(PLAIN)
     if "billing" not in result.name or "plugin_check" not in result.raw or plain is None or plain.status != "ok":
@@ -136,6 +153,8 @@ GOALS: tuple[tuple[str, Callable[[TargetResult, Context], Verdict | None]], ...]
          ("emb", "emb_p50_ms")), 1.0)),
     ("per-chunk overhead < 0.1 ms", _added((("SSE", "gap_ms"), ("conv", "conv_gap_ms")), 0.1)),
     ("converted SSE within 1.5× of pass-through", _converted),
+    ("/messages added p50 within 1.5× of OpenAI SSE pass-through's", _messages),
+    ("/messages per-chunk overhead < 0.1 ms", _added((("msg", "msg_gap_ms"), ("msgn", "msgn_gap_ms")), 0.1)),
     ("billing + Redis rate limiting cost < 25% more", _plugins),
     ("cache hit p50 ≤ pass-through + 0.2 ms", _hit_latency),
     ("cache hit req/s ≥ 2× pass-through", _hit_throughput),

@@ -103,14 +103,24 @@ def measure_fast(loader: Loader, settings: Settings) -> int | None:
     requests_before = result.requests_total
     cpu_before, helper_before = _cpu(pid), _cpu(helper)
     user_before = process_cpu_s(pid)[0] if pid is not None else 0.0
+    spent: dict[str, list[float]] = {scenario.prefix: [0.0, 0.0] for scenario, _ in usable}  # CPU s, requests
     for scenario, request in usable:
+        cpu = _cpu(pid)
         outcome = loader.wrk(scenario.prefix, request, 1, settings.latency_s)
+        spent[scenario.prefix][0] += _cpu(pid) - cpu
+        spent[scenario.prefix][1] += outcome.requests
         result.metrics[f"{scenario.prefix}_p50_ms"] = outcome.p50_ms
         result.metrics[f"{scenario.prefix}_p99_ms"] = outcome.p99_ms
     for scenario, request in usable:
+        cpu = _cpu(pid)
         outcome = loader.wrk(scenario.prefix, request, settings.throughput_connections,
                              settings.throughput_s)  # fmt: skip
+        spent[scenario.prefix][0] += _cpu(pid) - cpu
+        spent[scenario.prefix][1] += outcome.requests
         result.metrics[f"{scenario.prefix}_rps"] = outcome.rps
+    if pid is not None:  # each scenario's own CPU per request (the column mixes them all)
+        for prefix, (seconds, requests) in spent.items():
+            result.metrics[f"{prefix}_cpu_us"] = 1e6 * seconds / max(1.0, requests)
     user_after = process_cpu_s(pid)[0] if pid is not None else 0.0
     foreign = core_user_s(NOISE_CORE) - core_before - (user_after - user_before)
     foreign_pct = 100 * max(0.0, foreign) / (time.monotonic() - started)

@@ -42,10 +42,26 @@ METRICS: tuple[Metric, ...] = (
     Metric("rss_growth_mib", "growth vs warm MiB", "absolute", 2),
     Metric("rss_drift_mib", "soak drift MiB", "absolute", 2),
     Metric("kib_per_stream", "KiB/open stream", "absolute", 2),
+    Metric("msg_p50_ms", "msg p50 ms", "latency", 3),
+    Metric("msg_p99_ms", "msg p99 ms", "latency", 3),
+    Metric("msgn_p50_ms", "msgn p50 ms", "latency", 3),
+    Metric("msgn_p99_ms", "msgn p99 ms", "latency", 3),
+    Metric("msg_rps", "msg req/s", "throughput", 3),
+    Metric("msgn_rps", "msgn req/s", "throughput", 3),
+    Metric("msg_ttft_ms", "msg TTFT ms", "latency", 3),
+    Metric("msg_gap_ms", "msg gap ms", "latency", 3),
+    Metric("msgn_ttft_ms", "msgn TTFT ms", "latency", 3),
+    Metric("msgn_gap_ms", "msgn gap ms", "latency", 3),
+    Metric("sse_cpu_us", "SSE CPU µs/req", "absolute", 3),
+    Metric("msg_cpu_us", "msg CPU µs/req", "absolute", 3),
+    Metric("msgn_cpu_us", "msgn CPU µs/req", "absolute", 3),
 )
 TABLES = {
     1: "Latency at 1 connection (ms), throughput at 64 (req/s), CPU per request",
     2: "Streaming against the slow upstream (ms), memory (MiB; KiB per open stream)",
+    3: "Anthropic's POST /messages, streamed (msg: converted to the OpenAI-type upstream; msgn: "
+       "passed through to the Anthropic-type upstream), next to OpenAI SSE pass-through: latency, "
+       "throughput, TTFT and chunk gap against the slow upstream, CPU per request of each scenario",
 }
 
 

@@ -57,6 +57,25 @@ MESSAGES_REQUEST: dict[str, object] = {  # what the anthropic plugin sends for C
     "max_tokens": 64,
     "stream": True,
 }
+# Anthropic's Messages API, served by the gateway (POST /messages): the same turn.
+ANTHROPIC_REQUEST: dict[str, object] = {
+    "max_tokens": 64,
+    "system": "You are a concise assistant.",
+    "messages": [{"role": "user", "content": "Write one sentence about network latency."}],
+    "temperature": 0.2,
+    "stream": True,
+}
+MSG_REQUEST = {**ANTHROPIC_REQUEST, "model": "gpt-4o"}  # converted to the OpenAI-type upstream
+MSG_UPSTREAM_REQUEST: dict[str, object] = {  # what the gateway sends the upstream for it
+    "model": "gpt-4o",
+    "messages": MESSAGES,
+    "max_completion_tokens": 64,
+    "stream": True,
+    "stream_options": {"include_usage": True},
+    "temperature": 0.2,
+}
+MSGN_REQUEST = {**ANTHROPIC_REQUEST, "model": CONV_MODEL}  # relayed to the Anthropic upstream
+MSGN_UPSTREAM_REQUEST = {**ANTHROPIC_REQUEST, "model": CONV_UPSTREAM_MODEL}
 EMBEDDINGS_REQUEST: dict[str, object] = {
     "model": "text-embedding-3-small",
     "input": "The quick brown fox.",
@@ -96,8 +115,22 @@ CONV = Scenario(
     relayed=False,
 )
 EMBEDDINGS = Scenario("emb", Request("embeddings", "/embeddings", _body(EMBEDDINGS_REQUEST)))
-SCENARIOS = (CHAT, SSE, CONV, EMBEDDINGS)
-STREAMED = (SSE, CONV)  # timed against the slow upstream; metric keys ttft_ms, conv_ttft_ms...
+# POST /messages (Anthropic's API, served by the gateway): converted to the OpenAI-type upstream
+# (direct: the chat stream the gateway sends it), and relayed to the Anthropic-type upstream
+# (direct: the same body at the upstream's /v1/messages; a floor relays it as well).
+MSG = Scenario(
+    "msg",
+    Request("messages-sse", "/messages", _body(MSG_REQUEST)),
+    direct=Request("sse", "/chat/completions", _body(MSG_UPSTREAM_REQUEST)),
+    relayed=False,
+)
+MSGN = Scenario(
+    "msgn",
+    Request("messages-sse", "/messages", _body(MSGN_REQUEST)),
+    direct=Request("messages-sse", "/messages", _body(MSGN_UPSTREAM_REQUEST)),
+)
+SCENARIOS = (CHAT, SSE, CONV, EMBEDDINGS, MSG, MSGN)
+STREAMED = (SSE, CONV, MSG, MSGN)  # timed against the slow upstream; keys ttft_ms, conv_ttft_ms...
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,17 @@ from .gateway import Gateway
 from .hooks import Hooks, withdraw_hooks
 from .hookspecs import hookimpl
 from .metering import AudioMeter, ImageMeter, Meter, SpeechMeter, TokenMeter, Units
-from .operations import OPENAI, Conversion, Dialect, Encoder, Operation, form_reader, json_reader
+from .operations import (
+    DROPPED_TOOLS_HEADER,
+    IGNORED_HEADER,
+    OPENAI,
+    Conversion,
+    Dialect,
+    Encoder,
+    Operation,
+    form_reader,
+    json_reader,
+)
 from .provider import HTTPProvider, Provider, decode_event, segment
 from .relay import stream_error
 from .replies import Answer, Chunk, ChunkStream, RawReply, Reply, Result
@@ -35,6 +45,8 @@ from .usage import Attempt, Usage, UsageRecord
 __version__ = "0.1.0"
 
 __all__ = [
+    "DROPPED_TOOLS_HEADER",
+    "IGNORED_HEADER",
     "OPENAI",
     "Answer",
     "Attempt",

@@ -35,7 +35,8 @@ _TEXT = ("text/", "application/json")
 
 class ByteRelay(Relay):
     """An ASGI response streaming the bytes of ``reply``; ``finish`` is awaited once at the end.
-    A keep-alive comment is written only into an event stream, between two events."""
+    A keep-alive is the reply's own (``RawReply.keepalive``), else a comment written only into
+    an event stream, between two events."""
 
     def __init__(
         self,
@@ -57,7 +58,10 @@ class ByteRelay(Relay):
 
     @property
     def can_keepalive(self) -> bool:  # type: ignore[override]
-        return self._events and self._between
+        return self.reply.keepalive is not None or (self._events and self._between)
+
+    def keepalive(self) -> bytes:
+        return self.reply.keepalive if self.reply.keepalive is not None else super().keepalive()
 
     async def relay(self, send: Send) -> GatewayError | None:
         error: GatewayError | None = None

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from .metering import CHAT_METER, Meter
+from .metering import Meter
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -63,8 +63,10 @@ class RequestContext:
     docs/endpoints.md for every one); ``stream`` and ``include_usage`` say whether the client
     asked for a stream and for its final usage chunk; ``body`` is the decoded body as the client
     sent it until the `transform_request` hooks replace it; ``sent`` is the body as it goes
-    upstream (``model`` replaced by the upstream model; for an operation served through Chat
-    Completions — then ``via_chat`` is True — the chat request), set before `admit_request`; ``units`` is what the request
+    upstream (``model`` replaced by the upstream model; for an operation served through its
+    conversion's pivot — then ``converted`` is True — the pivot request, e.g. a chat request),
+    set before `admit_request`; ``local`` says that the operation is answered by the gateway
+    itself (its ``local`` answer: no upstream call); ``units`` is what the request
     may cost at most, measured on ``sent`` (see `compatgate.metering.Units`): billing and rate
     limits reserve against it; ``state`` is scratch space that plugins share between their hooks
     for this one request (key it by plugin name); ``response_headers`` are headers a provider
@@ -82,7 +84,8 @@ class RequestContext:
         "request",
         "body",
         "sent",
-        "via_chat",
+        "converted",
+        "local",
         "units",
         "cache",
         "model",
@@ -108,7 +111,8 @@ class RequestContext:
         self.request = request
         self.body: dict[str, Any] = {}
         self.sent: dict[str, Any] = {}
-        self.via_chat = False
+        self.converted = False
+        self.local = False
         self.units: Units | None = None
         self.cache: str | None = None
         self.model: str = ""
@@ -124,19 +128,26 @@ class RequestContext:
 
     @property
     def upstream_method(self) -> str:
-        """The `Provider` method that sends the request upstream: ``"chat_completions"`` when
-        it is served through Chat Completions, else its operation's (``""`` outside one)."""
-        if self.via_chat:
-            return "chat_completions"
-        return self.operation.method if self.operation is not None else ""
+        """The `Provider` method that sends the request upstream: its conversion's (usually
+        ``"chat_completions"``) when it is ``converted``, else its operation's (``""`` outside
+        one)."""
+        operation = self.operation
+        if operation is None:
+            return ""
+        if self.converted and operation.via is not None:
+            return operation.via.method
+        return operation.method
 
     @property
     def meter(self) -> Meter:
-        """The meter of what this request sends upstream: its operation's, or Chat Completions'
-        when it is served through chat (``via_chat``)."""
-        if self.via_chat or self.operation is None:
-            return CHAT_METER if self.via_chat else Meter()
-        return self.operation.meter
+        """The meter of what this request sends upstream: its operation's, or its conversion's
+        (Chat Completions' for most) when it is ``converted``."""
+        operation = self.operation
+        if operation is None:
+            return Meter()
+        if self.converted and operation.via is not None:
+            return operation.via.meter
+        return operation.meter
 
     def cap_output(self, limit: int) -> None:
         """Limit the output of a request that carries no cap (``units.output_tokens`` None) to

@@ -81,13 +81,17 @@ class Pipeline:
         ctx.route = route
         if hooks.implemented("transform_request") and not isinstance(ctx.body, Form):
             ctx.body = await hooks.transform_request(ctx=ctx, body=ctx.body)
+        via = operation.via
         if route.provider.serves(operation.method):
             sent: Body = (ctx.body.replace(model=route.upstream_model) if isinstance(ctx.body, Form)
                           else {**ctx.body, "model": route.upstream_model})
-        elif operation.via is not None and route.provider.serves("chat_completions"):
-            sent = await operation.via.request(ctx, ctx.body)
+        elif via is not None and route.provider.serves(via.method):
+            sent = await via.request(ctx, ctx.body)
             sent["model"] = route.upstream_model
-            ctx.via_chat = True
+            ctx.converted = True
+        elif operation.local is not None:
+            sent = {**ctx.body, "model": route.upstream_model}
+            ctx.local = True
         else:
             raise route.provider.unsupported(ctx)
         meter = self.meter(ctx)
@@ -100,12 +104,16 @@ class Pipeline:
             await hooks.admit_request(ctx=ctx)
 
     def meter(self, ctx: RequestContext) -> Meter:
-        """The meter of what ``ctx`` sends upstream: Chat Completions' when converted."""
+        """The meter of what ``ctx`` sends upstream: the conversion's when converted."""
         return ctx.meter
 
     async def call(self, ctx: RequestContext) -> Reply | Any:
-        """Send ``ctx.sent`` upstream through the `wrap_upstream` chain."""
+        """Send ``ctx.sent`` upstream through the `wrap_upstream` chain (or answer it with the
+        operation's ``local`` answer, when ``ctx.local``)."""
         assert ctx.route is not None
+        operation = self.operation
+        if ctx.local and operation.local is not None:
+            return Reply(await operation.local(ctx, ctx.sent))
         provider, method = ctx.route.provider, ctx.upstream_method
 
         async def send(ctx: RequestContext, body: Body) -> Any:
@@ -179,7 +187,8 @@ class OperationEndpoint(Pipeline):
             response = self._error(ctx, error, await error_headers(ctx))
         except Exception:
             error, outcome = internal_error(ctx), "error"
-            response = self._error(ctx, error, [(b"x-request-id", ctx.request_id.encode())])
+            response = self._error(ctx, error, [(b"x-request-id", ctx.request_id.encode()),
+                                                *_encoded(self.operation.dialect.headers(ctx))])
         if early is not None and early.started:  # the client already has a 200 and keep-alives
             assert error is not None
             with anyio.CancelScope(shield=True):
@@ -194,13 +203,14 @@ class OperationEndpoint(Pipeline):
 
     def _error(self, ctx: RequestContext, error: GatewayError, headers: list[tuple[bytes, bytes]]) -> Response:
         provider = ctx.route.provider.name if ctx.route is not None and isinstance(error, UpstreamError) else None
-        return error_response(error, headers, self.operation.dialect, provider)
+        return error_response(error, headers, self.operation.dialect, provider, ctx.request_id)
 
     def encoder(self, ctx: RequestContext) -> Encoder:
-        """The encoder of a chunk stream for this client: its protocol's, or OpenAI's."""
-        if ctx.via_chat and self.operation.via is not None:
+        """The encoder of a stream for this client: its conversion's, its dialect's for a
+        native stream (`Dialect.stream`), or OpenAI's."""
+        if ctx.converted and self.operation.via is not None:
             return self.operation.via.encoder(ctx)
-        return OpenAIEncoder(ctx.include_usage)
+        return self.operation.dialect.stream(ctx) or OpenAIEncoder(ctx.include_usage)
 
     async def _call_watching(self, ctx: RequestContext, receive: Receive, early: EarlyStart | None) -> Any:
         """`call`, cancelled when the client goes away meanwhile (then None); a stream whose
@@ -243,7 +253,7 @@ class OperationEndpoint(Pipeline):
         data, raw = reply.data, reply.raw
         usage = reply.usage or Usage.from_openai(data.get("usage"))
         answer = answer_of(data)
-        if ctx.via_chat and operation.via is not None:
+        if ctx.converted and operation.via is not None:
             try:
                 data, raw = await operation.via.reply(ctx, data), None
             except GatewayError:
@@ -257,6 +267,10 @@ class OperationEndpoint(Pipeline):
             data, raw = await hooks.transform_response(ctx=ctx, response=data), None
         units = self.meter(ctx).settle(ctx.units or Units(), data, _sent(ctx))
         return Result(usage, answer, units), raw if raw is not None else orjson.dumps(data)
+
+
+def _encoded(headers: Any) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
 
 
 def _sent(ctx: RequestContext) -> int:

@@ -199,13 +199,18 @@ class Gateway:
         return list(seen.values())
 
     async def headers(self, ctx: RequestContext) -> list[tuple[bytes, bytes]]:
-        """Response headers for ``ctx``: ``x-request-id`` and the `response_headers` hooks'."""
+        """Response headers for ``ctx``: ``x-request-id``, the `response_headers` hooks', those a
+        provider put in ``ctx.response_headers``, then the operation's dialect's (the first
+        value of a name wins)."""
         headers = [(b"x-request-id", ctx.request_id.encode())]
         extras: list[Mapping[str, str] | None] = []
         if self.hooks.implemented("response_headers"):
             extras = await self.hooks.response_headers(ctx=ctx)
         if ctx.response_headers:
             extras.append(ctx.response_headers)
+        own = ctx.operation.dialect.headers(ctx) if ctx.operation is not None else None
+        if own:
+            extras.append(own)
         names = {b"x-request-id"}
         for extra in extras:
             for name, value in (extra or {}).items():

@@ -241,7 +241,10 @@ def transform_stream_chunk(
 
     Return a new chunk or None to keep ``chunk`` (possibly changed in place). May be async;
     chained in order. Called for every chunk the client receives (not for a usage chunk the
-    client did not ask for). When no plugin implements it, chunks are relayed as the upstream
+    client did not ask for). On an operation converted to chat (``/responses``, ``/messages``,
+    Gemini's ``streamGenerateContent``) it sees the pivot's ``chat.completion.chunk`` objects
+    before they are written in the client's protocol; native event streams of other protocols
+    are relayed without it. When no plugin implements it, chunks are relayed as the upstream
     sent their bytes.
     """
 

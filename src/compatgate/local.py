@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import TYPE_CHECKING
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
@@ -15,7 +16,14 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .context import RequestContext
-from .exceptions import GatewayError, MethodNotAllowedError, ModelNotFoundError, NotFoundError, UpstreamError
+from .exceptions import (
+    GatewayError,
+    InvalidRequestError,
+    MethodNotAllowedError,
+    ModelNotFoundError,
+    NotFoundError,
+    UpstreamError,
+)
 from .operations import OPENAI, Dialect
 
 if TYPE_CHECKING:
@@ -65,10 +73,11 @@ def error_response(
     headers: list[tuple[bytes, bytes]] = [],  # noqa: B006 - never changed
     dialect: Dialect = OPENAI,
     provider: str | None = None,
+    request_id: str | None = None,
 ) -> Response:
     """``error`` in ``dialect``'s format, with ``headers``, the error's own (``Retry-After``...)
     and the headers saying whether it came from the gateway or from ``provider`` upstream."""
-    status, content, extra = dialect.error(error)
+    status, content, extra = dialect.error(error, request_id)
     response = json_response(content, headers, status)
     for name, value in extra.items():
         response.raw_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
@@ -122,14 +131,17 @@ class LocalEndpoint:
             content = await self.answer(ctx)
             response = json_response(content, await self.gateway.headers(ctx))
         except GatewayError as exc:
-            response = error_response(exc, await error_headers(ctx), self.dialect)
+            response = error_response(exc, await error_headers(ctx), self.dialect, None, ctx.request_id)
         except Exception:
             response = error_response(internal_error(ctx), [(b"x-request-id", ctx.request_id.encode())])
         await response(scope, receive, send)
 
 
 class ModelsEndpoint(LocalEndpoint):
-    """``GET /models`` and ``GET /models/{model}``, filtered by what the key may use."""
+    """``GET /models`` and ``GET /models/{model}``, filtered by what the key may use. A request
+    with an ``anthropic-version`` header (an Anthropic SDK's) gets Anthropic's shapes: a
+    ``ListResponse[ModelInfo]`` paged by ``limit`` (1 to 1000, default 20), ``after_id`` and
+    ``before_id``, or one ``ModelInfo``."""
 
     name = "models"
 
@@ -137,12 +149,45 @@ class ModelsEndpoint(LocalEndpoint):
         assert ctx.principal is not None
         models = await self.gateway.list_models(ctx.principal)
         wanted = ctx.request.path_params.get("model")
+        anthropic = "anthropic-version" in ctx.request.headers
         if wanted is None:
+            if anthropic:
+                return orjson.dumps(_anthropic_page(models, ctx.request.query_params))
             return orjson.dumps({"object": "list", "data": models})
         found = [m for m in models if m["id"] == wanted]
         if not found:
             raise ModelNotFoundError(f"The model '{wanted}' does not exist.", param="model")
-        return orjson.dumps(found[0])
+        return orjson.dumps(_anthropic_model(found[0]) if anthropic else found[0])
+
+
+def _anthropic_model(model: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI model entry as Anthropic's ``ModelInfo`` (``created_at`` from ``created``)."""
+    created: int = model["created"] if isinstance(model.get("created"), int) else 0
+    stamp = datetime.fromtimestamp(max(created, 0), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"type": "model", "id": model["id"], "display_name": model.get("display_name") or model["id"],
+            "created_at": stamp, "capabilities": None, "max_input_tokens": None, "max_tokens": None}
+
+
+def _anthropic_page(models: list[dict[str, Any]], query: Any) -> dict[str, Any]:
+    """One page of Anthropic's model list: ``limit`` models after ``after_id`` (or before
+    ``before_id``), in the order of ``GET /models``."""
+    limit_text = query.get("limit") or "20"
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
+        raise InvalidRequestError("limit: Input should be an integer from 1 to 1000.", param="limit")
+    limit = int(limit_text)
+    ids = [m["id"] for m in models]
+    after, before = query.get("after_id"), query.get("before_id")
+    if before is not None:
+        end = ids.index(before) if before in ids else len(ids)
+        start = max(end - limit, 0)
+        more = start > 0
+    else:
+        start = ids.index(after) + 1 if after in ids else 0
+        end = min(start + limit, len(ids))
+        more = end < len(ids)
+    page = [_anthropic_model(m) for m in models[start:end]]
+    return {"data": page, "has_more": more, "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None}
 
 
 _UNSUPPORTED = ("fine_tuning", "fine-tunes", "files", "organization", "billing", "dashboard",

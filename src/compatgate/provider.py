@@ -97,6 +97,13 @@ class Provider:
         `chat_completions`."""
         raise self.unsupported(ctx)
 
+    async def chat_input_tokens(self, ctx: RequestContext, body: Body) -> Reply:
+        """The input tokens of a chat completions request ``body`` as the upstream counts them,
+        without generating anything: ``Reply({"object": "response.input_tokens",
+        "input_tokens": N})``. The pivot of the ``count_tokens`` operations of other protocols
+        (Anthropic's, Gemini's) for providers that have a counter; without it they estimate."""
+        raise self.unsupported(ctx)
+
     async def images_generations(self, ctx: RequestContext, body: Body) -> Reply:
         raise self.unsupported(ctx)
 

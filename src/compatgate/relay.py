@@ -170,6 +170,9 @@ class ChunkRelay(Relay):
         finished: set[Any] = set()
         pending: list[bytes] = []  # events of one network read not yet written
         try:
+            opening = encoder.start()
+            if opening:  # the protocol's opening event, however long the first chunk takes
+                await self.write(send, opening)
             async for chunk in self.chunks:
                 data = chunk.data
                 if "error" in data and not data.get("choices"):
@@ -245,6 +248,9 @@ class OpenAIEncoder:
 
     def __init__(self, include_usage: bool) -> None:
         self.include_usage = include_usage
+
+    def start(self) -> bytes:
+        return b""
 
     def feed(self, chunk: Chunk) -> bytes:
         data = chunk.data

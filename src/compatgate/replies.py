@@ -39,12 +39,16 @@ class RawReply:
 
     ``usage``, when known, and ``generated`` (characters of generated text relayed so far, for
     an estimate when the client leaves before the usage is known) are updated by ``chunks``
-    while it runs. Closing ``chunks`` early (``aclose``) must release the upstream."""
+    while it runs. Closing ``chunks`` early (``aclose``) must release the upstream.
+    ``keepalive``: the bytes that keep this stream alive in its own format, which may be written
+    between any two pieces of ``chunks`` (None: an SSE comment, between two events of an event
+    stream only)."""
 
     chunks: AsyncIterator[bytes]
     media_type: str
     usage: Usage | None = None
     generated: int = 0
+    keepalive: bytes | None = None
 
 
 class Chunk:

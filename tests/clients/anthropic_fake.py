@@ -44,7 +44,8 @@ def anthropic_turn(body: dict[str, Any]) -> Turn:
                 if block.get("type") == "tool_result":
                     results[block.get("tool_use_id", "")] = _text(block.get("content"))
     tools = tuple(t["name"] for t in body.get("tools") or [] if "name" in t)
-    return Turn(tools, "\n".join(user), results, bool(body.get("stream")), body.get("model", ""))
+    schemas = {t["name"]: t["input_schema"] for t in body.get("tools") or [] if "input_schema" in t}
+    return Turn(tools, "\n".join(user), results, bool(body.get("stream")), body.get("model", ""), schemas)
 
 
 def _pieces(text: str, size: int) -> list[str]:
@@ -53,6 +54,7 @@ def _pieces(text: str, size: int) -> list[str]:
 
 class AnthropicUpstream(ScriptedUpstream):
     protocol = "anthropic"
+    model_path = "/messages"
     routes = (
         ("POST", "/messages/count_tokens", "count_tokens"),
         ("POST", "/messages", "messages"),
@@ -66,6 +68,9 @@ class AnthropicUpstream(ScriptedUpstream):
         kind = {401: "authentication_error", 404: "not_found_error"}.get(status, "api_error")
         await self.json(send, {"type": "error", "error": {"type": kind, "message": message}},
                         status)
+
+    def turn(self, request: Received) -> Turn:
+        return anthropic_turn(request.json)
 
     async def count_tokens(self, request: Received, send: Send) -> None:
         await self.json(send, {"input_tokens": max(1, len(request.body) // 4)})

@@ -42,14 +42,19 @@ def chat_turn(body: dict[str, Any]) -> Turn:
             user.append(_text(message.get("content")))
         elif message.get("role") == "tool":
             results[message.get("tool_call_id", "")] = _text(message.get("content"))
-    tools = tuple(t["function"]["name"] for t in body.get("tools") or []
-                  if t.get("type") == "function")
-    return Turn(tools, "\n".join(user), results, bool(body.get("stream")), body.get("model", ""))
+    functions = [t["function"] for t in body.get("tools") or [] if t.get("type") == "function"]
+    tools = tuple(f["name"] for f in functions)
+    schemas = {f["name"]: f.get("parameters") for f in functions}
+    return Turn(tools, "\n".join(user), results, bool(body.get("stream")), body.get("model", ""), schemas)
 
 
 class ChatUpstream(ScriptedUpstream):
     protocol = "chat"
+    model_path = "/chat/completions"
     routes = (("POST", "/chat/completions", "chat"), ("GET", "/models", "models"))
+
+    def turn(self, request: Received) -> Turn:
+        return chat_turn(request.json)
 
     async def models(self, request: Received, send: Send) -> None:
         await self.json(send, {"object": "list", "data": [

@@ -9,6 +9,7 @@ when the request used ids, as the Gemini API echoes them), and ``finishReason: "
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 from typing import Any
@@ -23,8 +24,9 @@ from .upstream import ScriptedUpstream
 __all__ = ["GeminiUpstream", "gemini_turn"]
 
 _ids = itertools.count(1)
-# An opaque thought signature, as Gemini 2.5+/3 attach to a function call part.
-_SIGNATURE = "CiQBcsjafFakeSignatureForScriptedTestsOnly0123456789abcdefABCDEF=="
+# An opaque thought signature (valid base64, as the SDKs decode it), as Gemini 2.5+/3 attach to
+# a function call part.
+_SIGNATURE = base64.b64encode(b"\n$\x01r\xc8\xdafake thought signature for scripted tests only").decode()
 
 
 def _result_text(response: Any) -> str:
@@ -50,19 +52,27 @@ def gemini_turn(body: dict[str, Any], model: str, stream: bool,
                 response = part["functionResponse"]
                 name = response.get("name", "")
                 results[(call_ids or {}).get(name, name)] = _result_text(response.get("response"))
-    tools = tuple(declaration["name"] for tool in body.get("tools") or []
-                  for declaration in tool.get("functionDeclarations") or [])
-    return Turn(tools, "\n".join(user), results, stream, model)
+    declarations = [declaration for tool in body.get("tools") or []
+                    for declaration in tool.get("functionDeclarations") or []]
+    tools = tuple(declaration["name"] for declaration in declarations)
+    schemas = {d["name"]: d.get("parametersJsonSchema") or d.get("parameters") for d in declarations}
+    return Turn(tools, "\n".join(user), results, stream, model, schemas)
 
 
 class GeminiUpstream(ScriptedUpstream):
     protocol = "gemini"
+    model_path = (":generateContent", ":streamGenerateContent")
     routes = (
         ("POST", ":streamGenerateContent", "generate"),
         ("POST", ":generateContent", "generate"),
         ("POST", ":countTokens", "count_tokens"),
         ("GET", "/models", "models"),
     )
+
+    def turn(self, request: Received) -> Turn:
+        name = request.path.rsplit("/", 1)[-1]
+        model, _, method = name.partition(":")
+        return gemini_turn(request.json, model, method == "streamGenerateContent")
 
     async def error(self, send: Send, status: int, message: str) -> None:
         kind = {401: "UNAUTHENTICATED", 404: "NOT_FOUND"}.get(status, "INTERNAL")

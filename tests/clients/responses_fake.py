@@ -67,7 +67,11 @@ def responses_turn(body: dict[str, Any]) -> Turn:
 
 class ResponsesUpstream(ScriptedUpstream):
     protocol = "responses"
+    model_path = "/responses"
     routes = (("POST", "/responses", "responses"), ("GET", "/models", "models"))
+
+    def turn(self, request: Received) -> Turn:
+        return responses_turn(request.json)
 
     async def models(self, request: Received, send: Send) -> None:
         await self.json(send, {"object": "list", "data": [

@@ -5,7 +5,9 @@ declares and carries): a request whose user text lacks the script's ``trigger`` 
 request (titles, topic checks, warm-ups) and gets ``side_text``; the scripted request gets the
 tool ``call`` while the tool is declared and its result has not come back; once the result for
 the call's id is in the conversation, the script checks it holds ``expect_result`` and answers
-``final_text``. Each fake upstream parses its protocol into a `Turn` and writes the answer back
+``final_text``. A freeform call (a custom tool's) made where the tool is declared as a function
+with one string parameter (how a gateway hands a custom tool to an upstream that has functions
+only) passes its text as that parameter, as a model would. Each fake upstream parses its protocol into a `Turn` and writes the answer back
 in that protocol; the script keeps the ``steps`` it took and the ``problems`` it saw, so a test
 fails when the client never declared the tool, never ran it, or sent back a wrong result.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 __all__ = ["Answer", "Script", "ToolCall", "Turn"]
@@ -45,6 +47,7 @@ class Turn:
     tool_results: dict[str, str]
     stream: bool
     model: str
+    schemas: dict[str, Any] = field(default_factory=dict)  # a function's JSON schema, by name
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ class Script:
             self.steps.append("side")
             return Answer(self.side_text)
         self.steps.append("call")
-        return Answer(self.lead_text, self.call)
+        return Answer(self.lead_text, _as_declared(self.call, turn.schemas.get(self.call.name)))
 
     def check(self) -> None:
         """Fail unless the script called its tool (if any), got the result and answered."""
@@ -106,3 +109,15 @@ class Script:
         main = [step for step in self.steps if step != "side"]
         assert not self.problems, "\n".join(self.problems)
         assert main == expected, f"scripted steps {main} (all: {self.steps}), expected {expected}"
+
+
+def _as_declared(call: ToolCall, schema: Any) -> ToolCall:
+    """``call``, its freeform text passed as the one string parameter of ``schema`` when the
+    tool is declared as such a function."""
+    if call.freeform is None or not isinstance(schema, dict):
+        return call
+    properties = schema.get("properties") or {}
+    strings = [name for name, spec in properties.items() if isinstance(spec, dict) and spec.get("type") == "string"]
+    if len(properties) != 1 or len(strings) != 1:
+        return call
+    return replace(call, arguments={strings[0]: call.freeform}, freeform=None)

@@ -1,6 +1,7 @@
 """Claude Code (``claude -p``) runs a tool turn against an Anthropic Messages endpoint: the
 model asks for a tool, Claude Code runs it in its working directory and sends the
-``tool_result`` back, the model's final text is what ``claude -p`` prints."""
+``tool_result`` back, the model's final text is what ``claude -p`` prints. Through the gateway
+the model is an OpenAI-compatible chat upstream (see `targets.GatewayTarget`)."""
 
 from __future__ import annotations
 
@@ -23,10 +24,9 @@ def test_claude_runs_bash_and_returns_the_result(sandbox: Sandbox, target: Targe
                                 key=endpoint.key, model=endpoint.model).ok()
     endpoint.upstream.check()
     assert result.stdout.strip() == "The note says the fruit code."
-    calls = [r.json for r in endpoint.upstream.calls("/messages")]
-    tools = {tool["name"] for tool in calls[0]["tools"]}
-    assert {"Bash", "Read", "Edit", "Write"} <= tools, tools
-    assert all(call["stream"] is True for call in calls)
+    turns = endpoint.upstream.turns()
+    assert {"Bash", "Read", "Edit", "Write"} <= set(turns[0].tools), turns[0].tools
+    assert all(turn.stream for turn in turns)
 
 
 def test_claude_reads_a_file_with_its_read_tool(sandbox: Sandbox, target: Target) -> None:
@@ -56,4 +56,5 @@ def test_claude_reports_a_refused_key(sandbox: Sandbox, target: Target) -> None:
     assert result.code == 1, result
     assert script.steps == []
     assert "Failed to authenticate. API Error: 401" in result.stdout, result
-    assert len(endpoint.upstream.calls("/messages")) == 1
+    # Straight at the fake, the fake refuses the key; a gateway refuses it before any upstream call.
+    assert len(endpoint.upstream.received) == (0 if endpoint.gateway else 1)

@@ -1,6 +1,7 @@
 """Gemini CLI (``gemini -p``) runs a tool turn against a Gemini endpoint set by
 ``GOOGLE_GEMINI_BASE_URL``: ``streamGenerateContent?alt=sse`` asks for ``run_shell_command``,
-Gemini CLI runs it (``--yolo``) and sends the ``functionResponse`` back."""
+Gemini CLI runs it (``--yolo``) and sends the ``functionResponse`` back. Through the gateway
+the model is an OpenAI-compatible chat upstream (see `targets.GatewayTarget`)."""
 
 from __future__ import annotations
 
@@ -23,10 +24,13 @@ def test_gemini_runs_a_shell_command_and_returns_the_output(sandbox: Sandbox,
                                 key=endpoint.key, model=endpoint.model).ok()
     endpoint.upstream.check()
     assert result.stdout.strip().endswith("The note holds the mango code.")
-    calls = endpoint.upstream.received
-    assert all(r.path.endswith(f"/models/{endpoint.model}:streamGenerateContent") for r in calls)
-    assert all(r.query == "alt=sse" for r in calls)
-    body = calls[0].json
-    assert "systemInstruction" in body
-    names = {d["name"] for tool in body["tools"] for d in tool["functionDeclarations"]}
-    assert {"run_shell_command", "read_file", "write_file"} <= names, names
+    turns = endpoint.upstream.turns()
+    assert all(turn.stream for turn in turns)
+    assert {"run_shell_command", "read_file", "write_file"} <= set(turns[0].tools), turns[0].tools
+    if endpoint.gateway is None:
+        calls = endpoint.upstream.received
+        assert all(r.path.endswith(f"/models/{endpoint.model}:streamGenerateContent") for r in calls)
+        assert all(r.query == "alt=sse" for r in calls)
+        assert "systemInstruction" in calls[0].json
+    else:  # the system instruction as the chat's system message
+        assert endpoint.upstream.received[0].json["messages"][0]["role"] == "system"

@@ -20,7 +20,7 @@ from starlette.types import Send
 
 from compatgate.testing import FakeUpstream, Received, serve
 
-from .script import Script
+from .script import Script, Turn
 
 __all__ = ["SECRET_HEADERS", "ScriptedUpstream", "capture", "sse_event"]
 
@@ -60,10 +60,13 @@ def sse_event(data: Any, event: str | None = None, *, separator: str = "\n\n") -
 
 
 class ScriptedUpstream:
-    """Subclasses set ``routes``: ``(method, path suffix, method name)``, first match wins."""
+    """Subclasses set ``routes``: ``(method, path suffix, method name)``, first match wins;
+    ``model_path``: the path suffix of a model turn; and `turn`, the protocol-neutral view of
+    one."""
 
     routes: tuple[tuple[str, str, str], ...] = ()
     protocol = "?"
+    model_path: str | tuple[str, ...] = "?"
 
     def __init__(self, script: Script, *, key: str | None = None) -> None:
         self.script = script
@@ -87,6 +90,13 @@ class ScriptedUpstream:
     def calls(self, suffix: str = "") -> list[Received]:
         """The requests whose path ends with ``suffix``."""
         return [r for r in self.received if r.path.endswith(suffix)]
+
+    def turn(self, request: Received) -> Turn:
+        raise NotImplementedError
+
+    def turns(self) -> list[Turn]:
+        """Every model turn this fake answered, protocol-neutral (tools declared, stream...)."""
+        return [self.turn(r) for r in self.received if r.method == "POST" and r.path.endswith(self.model_path)]
 
     def check(self) -> None:
         """Fail on anything wrong this fake or its script saw."""

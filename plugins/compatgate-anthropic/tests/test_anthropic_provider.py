@@ -105,15 +105,17 @@ def test_installed_it_serves_the_anthropic_type_through_its_entry_point(upstream
     assert response.json()["choices"][0]["message"]["content"] == "Hello from Claude."
 
 
-def test_the_plugin_is_inert_unless_configured():
-    """Installed, the plugin only registers its provider type: a gateway without an anthropic
-    provider has no hook of the plugin's besides register_providers."""
+def test_the_plugin_adds_no_per_request_hook():
+    """Installed, the plugin registers its provider type and the /messages operations (so every
+    gateway speaks Anthropic's API): no hook of the plugin's runs on a request."""
     gateway = Gateway({"gateway": {"api_keys": ["k"]}, "providers": {"d": {"type": "demo"}},
                        "models": [{"name": "demo", "provider": "d"}]})
     plugin = gateway.pm.get_plugin("anthropic")
     assert plugin is not None, "the entry point was not loaded"
-    assert [impl.name for impl in gateway.pm.get_hookcallers(plugin) or ()] == ["register_providers"]
+    hooks = sorted(impl.name for impl in gateway.pm.get_hookcallers(plugin) or ())
+    assert hooks == ["register_operations", "register_providers"]
     assert "anthropic" in gateway.provider_types and gateway.providers.keys() == {"d"}
+    assert {"messages", "messages.count_tokens"} <= gateway.operations.keys()
 
 
 class RouteAnyClaude:

@@ -1,4 +1,4 @@
-"""The native path: `AnthropicProvider.messages` and `count_tokens` against a fake Anthropic
+"""The native path: `AnthropicProvider.messages` and `messages_count_tokens` against a fake Anthropic
 upstream replaying the real recordings. The client's body, version and betas reach the upstream
 (with the provider's key, never the client's); the upstream's bytes reach the client unchanged,
 cut only at event boundaries; usage and generated characters are read from the events; a broken
@@ -143,7 +143,7 @@ def test_anthropic_rate_limit_headers_are_kept_as_they_are(native):
 def test_the_provider_version_when_the_client_sends_none(native):
     fake, gateway = native
     fake.handler = fake.json_reply({"input_tokens": 12})
-    reply = call(gateway, "count_tokens", {k: v for k, v in BODY.items() if k != "max_tokens"})
+    reply = call(gateway, "messages_count_tokens", {k: v for k, v in BODY.items() if k != "max_tokens"})
     received = fake.received[-1]
     assert (received.path, received.query) == ("/v1/messages/count_tokens", "")
     assert received.headers["anthropic-version"] == "2023-06-01"

@@ -3,11 +3,13 @@
 A provider that serves ``responses`` itself (an OpenAI-type provider with
 ``native_responses = true``) gets the request as it is. For every other provider the operation
 is served through Chat Completions (`ChatConversion`): the request becomes a chat request
-(``previous_response_id`` read back from the gateway's store), and the chat answer — or its
-chunks, as the Responses event sequence — a Response, kept in the store when ``store`` allows.
-The plugin opens the store (`compatgate.responses.store`) at start-up — a store that cannot be
-reached then is opened again on first use, and reported by ``GET /health/ready`` meanwhile,
-so that everything else keeps serving — and closes it at shutdown.
+(``previous_response_id`` read back from the gateway's store; every tool type accepted, hosted
+ones left out and named in ``x-compatgate-dropped-tools``, see `compatgate.responses.tools`),
+and the chat answer — or its chunks, as the Responses event sequence — a Response, kept in the
+store when ``store`` allows. The plugin opens the store (`compatgate.responses.store`) at
+start-up — a store that cannot be reached then is opened again on first use, and reported by
+``GET /health/ready`` meanwhile, so that everything else keeps serving — and closes it at
+shutdown.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ from ..exceptions import GatewayError, InvalidRequestError, NotFoundError
 from ..hookspecs import hookimpl
 from ..local import LocalEndpoint
 from ..metering import TokenMeter
-from ..operations import Operation
-from ..responses.convert import chat_request, from_chat, input_items, item_id, shell
+from ..operations import Conversion, Operation
+from ..responses.convert import chat_request, input_items
 from ..responses.events import ResponseEncoder
+from ..responses.output import from_chat, item_id, shell
 from ..responses.store import ResponseStore, open_store
+from ..responses.tools import ToolMap
 from ..validation import check_responses
 
 if TYPE_CHECKING:
@@ -55,12 +59,13 @@ class StoreUnavailableError(GatewayError):
 @dataclass(slots=True)
 class _Turn:
     """One Responses request served through chat: its Response so far, the items it adds to
-    the conversation, the response it continues, and whether it is kept."""
+    the conversation, the response it continues, whether it is kept, and how its tools map."""
 
     response: Body
     added: list[Body]
     previous: str | None
     keep: bool
+    tools: ToolMap
 
 
 class ResponsesAPI:
@@ -125,7 +130,7 @@ class ResponsesAPI:
 plugin = ResponsesAPI
 
 
-class ChatConversion:
+class ChatConversion(Conversion):
     """The `Conversion` of Responses requests to and from Chat Completions."""
 
     def __init__(self, api: ResponsesAPI) -> None:
@@ -149,14 +154,16 @@ class ChatConversion:
                                           param="previous_response_id", code="previous_response_not_found")
             history = found
         added = input_items(body.get("input"))
-        chat = chat_request(body, history + added)
+        converted = chat_request(body, history + added)
+        self.report(ctx, converted.tools.dropped, converted.ignored)
         keep = store is not None
-        ctx.state[_STATE] = _Turn(shell(body, ctx.model, item_id("resp"), store=keep), added, previous, keep)
-        return chat
+        ctx.state[_STATE] = _Turn(shell(body, ctx.model, item_id("resp"), store=keep), added, previous, keep,
+                                  converted.tools)
+        return converted.body
 
     async def reply(self, ctx: RequestContext, chat: Body) -> Body:
         turn: _Turn = ctx.state[_STATE]
-        final = from_chat(chat, turn.response)
+        final = from_chat(chat, turn.response, turn.tools)
         await self._save(ctx, turn, final)
         return final
 
@@ -166,7 +173,7 @@ class ChatConversion:
         async def done(final: Body) -> None:
             await self._save(ctx, turn, final)
 
-        return ResponseEncoder(turn.response, done)
+        return ResponseEncoder(turn.response, done, turn.tools)
 
     async def _save(self, ctx: RequestContext, turn: _Turn, final: Body) -> None:
         store = await self.api.store() if turn.keep else None

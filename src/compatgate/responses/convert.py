@@ -1,34 +1,42 @@
-"""Responses API <-> Chat Completions: the request, the answer and the usage.
+"""A Responses API request -> a Chat Completions request (the pivot).
 
-A Responses request becomes a chat request (``instructions`` -> system message, ``input`` items
--> messages, function ``tools``, ``tool_choice``, ``text.format``, ``max_output_tokens``,
-``reasoning.effort``); a chat answer becomes output items (reasoning, message with
-``output_text``, ``function_call``) in a Response object.
+``instructions`` and ``system``/``developer`` messages -> system messages; ``input`` items ->
+messages (``message`` with its text, image and file parts; ``function_call`` and
+``custom_tool_call`` -> assistant tool calls, their outputs -> tool messages; ``reasoning``
+items and the items of hosted tools, which a chat upstream cannot take, are left out);
+``tools`` and ``tool_choice`` through a `ToolMap` (`compatgate.responses.tools`: functions,
+namespaces flattened, custom tools as one-string functions, hosted tools left out);
+``text.format`` -> ``response_format``; ``max_output_tokens`` -> ``max_completion_tokens``;
+``reasoning.effort`` -> ``reasoning_effort``; ``temperature``, ``top_p``,
+``parallel_tool_calls``, ``user``, ``service_tier``, ``top_logprobs``. What only changes how the
+answer is kept or shown (``store``, ``include``, ``prompt_cache_key``, ``text.verbosity``,
+``reasoning.summary``, ``client_metadata``, ``metadata``) has no chat form and is not sent.
+The answer's side is `compatgate.responses.output`.
 """
 
 from __future__ import annotations
 
-import time
-import uuid
+from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from ..exceptions import InvalidRequestError
+from ..validation import kind_of
+from .tools import ToolMap, call_arguments, output_text_of, tool_map
 
-from ..exceptions import InvalidRequestError, UpstreamError
-from ..usage import Usage
-
-__all__ = ["chat_request", "from_chat", "input_items", "item_id", "response_usage", "shell", "status_of"]
+__all__ = ["HOSTED_ITEMS", "Converted", "chat_request", "input_items"]
 
 Body = dict[str, Any]
 
 # Responses fields copied as they are into the chat request.
 _SAME = ("temperature", "top_p", "parallel_tool_calls", "user", "service_tier", "top_logprobs")
-# Finish reasons that leave a response incomplete, and why.
-_INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
-
-
-def item_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
+#: Input items of hosted tools (and other server-side items) that a chat upstream cannot take:
+#: left out of the conversation, and named in `Converted.ignored`.
+HOSTED_ITEMS = frozenset({
+    "file_search_call", "computer_call", "computer_call_output", "web_search_call", "tool_search_call",
+    "tool_search_output", "additional_tools", "compaction", "image_generation_call", "code_interpreter_call",
+    "local_shell_call", "local_shell_call_output", "shell_call", "shell_call_output", "apply_patch_call",
+    "apply_patch_call_output", "mcp_list_tools", "mcp_approval_request", "mcp_approval_response", "mcp_call",
+})
 
 
 def input_items(value: Any) -> list[Body]:
@@ -45,14 +53,8 @@ def input_items(value: Any) -> list[Body]:
 
 
 def _invalid(param: str, what: str, value: Any) -> InvalidRequestError:
-    return InvalidRequestError(f"Invalid type for '{param}': expected {what}, but got {_kind(value)}.",
+    return InvalidRequestError(f"Invalid type for '{param}': expected {what}, but got {kind_of(value)}.",
                                param=param, code="invalid_type")
-
-
-def _kind(value: Any) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
-             dict: "an object"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def _check_item(item: Any, where: str) -> None:
@@ -76,12 +78,23 @@ def _check_item(item: Any, where: str) -> None:
             raise _invalid(f"{where}.content[{index}].{field}", "a string", part.get(field))
 
 
-def chat_request(body: Body, items: list[Body]) -> Body:
+@dataclass(frozen=True, slots=True)
+class Converted:
+    """The chat request of a Responses request; ``tools``: how its tools map back (their
+    ``dropped`` ones included); ``ignored``: the input items left out, by type."""
+
+    body: Body
+    tools: ToolMap
+    ignored: tuple[str, ...] = ()
+
+
+def chat_request(body: Body, items: list[Body]) -> Converted:
     """The chat request for Responses ``body`` whose conversation so far is ``items``."""
     messages: list[Body] = []
     if isinstance(body.get("instructions"), str):
         messages.append({"role": "system", "content": body["instructions"]})
-    messages += _messages(items)
+    ignored: list[str] = []
+    messages += _messages(items, ignored)
     if not messages:
         raise InvalidRequestError("Missing required parameter: 'input'.", param="input",
                                   code="missing_required_parameter")
@@ -92,13 +105,14 @@ def chat_request(body: Body, items: list[Body]) -> Body:
     reasoning = body.get("reasoning")
     if isinstance(reasoning, dict) and reasoning.get("effort"):
         chat["reasoning_effort"] = reasoning["effort"]
-    if body.get("tools"):
-        chat["tools"] = [_tool(tool) for tool in body["tools"]]
-    choice = body.get("tool_choice")
-    if isinstance(choice, dict) and choice.get("type") == "function":
-        chat["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
-    elif choice is not None:
-        chat["tool_choice"] = choice
+    tools = tool_map(body.get("tools"))
+    if tools.chat:
+        chat["tools"] = tools.chat
+        choice = tools.tool_choice(body.get("tool_choice"))
+        if choice is not None:
+            chat["tool_choice"] = choice
+    else:
+        chat.pop("parallel_tool_calls", None)  # an upstream refuses it without tools
     text = body.get("text")
     format_ = text.get("format") if isinstance(text, dict) else None
     if isinstance(format_, dict) and format_.get("type") == "json_schema":
@@ -109,21 +123,10 @@ def chat_request(body: Body, items: list[Body]) -> Body:
     if body.get("stream") is True:
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
-    return chat
+    return Converted(chat, tools, tuple(ignored))
 
 
-def _tool(tool: Any) -> Body:
-    if not isinstance(tool, dict) or tool.get("type") != "function":
-        kind = tool.get("type") if isinstance(tool, dict) else tool
-        raise InvalidRequestError(
-            f"Tools of type {kind!r} are not supported for this model; only function tools are.",
-            param="tools", code="unsupported_tool",
-        )
-    function = {key: tool[key] for key in ("name", "description", "parameters", "strict") if tool.get(key) is not None}
-    return {"type": "function", "function": function}
-
-
-def _messages(items: list[Body]) -> list[Body]:
+def _messages(items: list[Body], ignored: list[str]) -> list[Body]:
     messages: list[Body] = []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
@@ -132,18 +135,21 @@ def _messages(items: list[Body]) -> list[Body]:
         kind = item.get("type", "message")
         if kind == "message":
             messages.append(_message(item))
-        elif kind == "function_call":
-            call = {"id": item.get("call_id"), "type": "function",
-                    "function": {"name": item.get("name"), "arguments": item.get("arguments") or ""}}
+        elif kind in ("function_call", "custom_tool_call"):
+            name, arguments = call_arguments(item)
+            call = {"id": item.get("call_id"), "type": "function", "function": {"name": name, "arguments": arguments}}
             last = messages[-1] if messages else None
             if last is not None and last["role"] == "assistant" and "tool_calls" in last:
                 last["tool_calls"].append(call)
+            elif last is not None and last["role"] == "assistant" and isinstance(last.get("content"), str):
+                last["tool_calls"] = [call]  # the text the model said before calling
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        elif kind == "function_call_output":
-            output = item.get("output")
-            content = output if isinstance(output, str) else orjson.dumps(output).decode()
+        elif kind in ("function_call_output", "custom_tool_call_output"):
+            content = output_text_of(item.get("output"))
             messages.append({"role": "tool", "tool_call_id": item.get("call_id"), "content": content})
+        elif kind in HOSTED_ITEMS:
+            ignored.append(f"input[{index}] ({kind})")
         elif kind != "reasoning":
             raise InvalidRequestError(f"Input items of type {kind!r} are not supported for this model.",
                                       param=f"input[{index}]", code="unsupported_input")
@@ -181,118 +187,3 @@ def _part(part: Body) -> Body:
                               code="unsupported_input")
 
 
-def shell(body: Body, model: str, response_id: str, *, store: bool) -> Body:
-    """A Response object for ``body`` before any output (status ``in_progress``)."""
-    reasoning: Body = body["reasoning"] if isinstance(body.get("reasoning"), dict) else {}
-    text: Body = body["text"] if isinstance(body.get("text"), dict) else {}
-    return {
-        "id": response_id,
-        "object": "response",
-        "created_at": int(time.time()),
-        "status": "in_progress",
-        "error": None,
-        "incomplete_details": None,
-        "instructions": body.get("instructions"),
-        "max_output_tokens": body.get("max_output_tokens"),
-        "model": model,
-        "output": [],
-        "parallel_tool_calls": body.get("parallel_tool_calls", True),
-        "previous_response_id": body.get("previous_response_id"),
-        "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
-        "store": store,
-        "temperature": body.get("temperature", 1.0),
-        "text": {"format": {"type": "text"}, **text},
-        "tool_choice": body.get("tool_choice", "auto"),
-        "tools": [{**tool, "strict": tool.get("strict") or False} if isinstance(tool, dict) else tool
-                  for tool in body.get("tools") or ()],
-        "top_p": body.get("top_p", 1.0),
-        "truncation": body.get("truncation", "disabled"),
-        "metadata": body.get("metadata") or {},
-        **({"user": body["user"]} if isinstance(body.get("user"), str) else {}),
-    }
-
-
-def status_of(response: Body, finish_reason: str | None) -> None:
-    """Set ``status`` and ``incomplete_details`` from the chat finish reason."""
-    reason = _INCOMPLETE.get(finish_reason or "")
-    response["status"] = "incomplete" if reason else "completed"
-    response["incomplete_details"] = {"reason": reason} if reason else None
-
-
-def response_usage(usage: Any) -> Body | None:
-    """A chat ``usage`` object as a Responses one (numbers that are not counts read as 0)."""
-    read = Usage.from_openai(usage) if isinstance(usage, dict) else None
-    if read is None:
-        return None
-    return {
-        "input_tokens": read.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": read.cached_tokens or 0,
-                                 "cache_write_tokens": read.cache_write_tokens or 0},
-        "output_tokens": read.completion_tokens,
-        "output_tokens_details": {"reasoning_tokens": read.reasoning_tokens or 0},
-        "total_tokens": read.total_tokens,
-    }
-
-
-def reasoning_item(text: str, id_: str | None = None) -> Body:
-    return {"type": "reasoning", "id": id_ or item_id("rs"), "summary": [{"type": "summary_text", "text": text}]}
-
-
-def message_item(text: str, id_: str | None = None, status: str = "completed") -> Body:
-    return {"type": "message", "id": id_ or item_id("msg"), "status": status, "role": "assistant",
-            "content": [output_text(text)]}
-
-
-def output_text(text: str) -> Body:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-
-
-def call_item(call_id: str, name: str, arguments: str, id_: str | None = None, status: str = "completed") -> Body:
-    return {"type": "function_call", "id": id_ or item_id("fc"), "call_id": call_id, "name": name,
-            "arguments": arguments, "status": status}
-
-
-def from_chat(data: Body, response: Body) -> Body:
-    """``response`` (a `shell`) completed with the chat answer ``data``; an `UpstreamError`
-    (502) when ``data`` is not a chat answer."""
-    choices = data.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise _nonsense("'choices' is not a list of choice objects")
-    choice = choices[0]
-    message = choice.get("message")
-    if not isinstance(message, dict):
-        raise _nonsense("'choices[0].message' is not an object")
-    for name in ("content", "reasoning_content", "refusal"):
-        if message.get(name) is not None and not isinstance(message[name], str):
-            raise _nonsense(f"'choices[0].message.{name}' is not a string")
-    calls = message.get("tool_calls") or []
-    if not isinstance(calls, list) or not all(_is_call(call) for call in calls):
-        raise _nonsense("'choices[0].message.tool_calls' is not a list of function calls")
-    output: list[Body] = []
-    if message.get("reasoning_content"):
-        output.append(reasoning_item(message["reasoning_content"]))
-    if message.get("content"):
-        output.append(message_item(message["content"]))
-    elif message.get("refusal"):
-        output.append({**message_item(""), "content": [{"type": "refusal", "refusal": message["refusal"]}]})
-    for call in calls:
-        function = call.get("function") or {}
-        output.append(call_item(call.get("id") if isinstance(call.get("id"), str) else item_id("call"),
-                                function.get("name") or "", function.get("arguments") or ""))
-    response["output"] = output
-    usage = response_usage(data.get("usage"))
-    if usage is not None:
-        response["usage"] = usage
-    reason = choice.get("finish_reason")
-    status_of(response, reason if isinstance(reason, str) else None)
-    return response
-
-
-def _is_call(call: Any) -> bool:
-    function = call.get("function") if isinstance(call, dict) else None
-    return isinstance(function, dict) and all(
-        function.get(name) is None or isinstance(function[name], str) for name in ("name", "arguments"))
-
-
-def _nonsense(what: str) -> UpstreamError:
-    return UpstreamError(f"The upstream's chat answer cannot be read as a response: {what}.")

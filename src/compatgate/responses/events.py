@@ -1,9 +1,12 @@
 """A chat chunk stream as the Responses API event stream.
 
-``response.created``, ``response.in_progress``, then for each output item
-``response.output_item.added``, its parts and deltas (``response.output_text.delta``,
-``response.function_call_arguments.delta``, ``response.reasoning_summary_text.delta``), their
-``done`` events and ``response.output_item.done``, and exactly one terminal event:
+``response.created``, ``response.in_progress`` (at once, see `ResponseEncoder.start`), then for
+each output item ``response.output_item.added``, its parts and deltas
+(``response.output_text.delta``, ``response.function_call_arguments.delta``,
+``response.reasoning_summary_text.delta``; a custom tool call's input in one
+``response.custom_tool_call_input.delta`` once complete, since it is read out of the function's
+JSON arguments), their ``done`` events and ``response.output_item.done``, and exactly one
+terminal event:
 ``response.completed``, ``response.incomplete`` or ``response.failed`` (an upstream error, or a
 stream that ended without a finish reason). ``sequence_number`` increases from 0. The relay
 (`compatgate.relay.ChunkRelay`) decides which of the three.
@@ -19,7 +22,8 @@ import orjson
 from ..exceptions import GatewayError
 from ..replies import Chunk
 from ..sse import encode_event
-from .convert import call_item, item_id, message_item, output_text, reasoning_item, response_usage, status_of
+from .output import call_item, item_id, message_item, output_text, reasoning_item, response_usage, status_of
+from .tools import ToolMap, custom_input
 
 __all__ = ["ResponseEncoder"]
 
@@ -43,8 +47,10 @@ class ResponseEncoder:
 
     media_type = "text/event-stream; charset=utf-8"
 
-    def __init__(self, response: Body, done: Callable[[Body], Awaitable[None]]) -> None:
+    def __init__(self, response: Body, done: Callable[[Body], Awaitable[None]], tools: ToolMap | None = None) -> None:
         self.response, self.done = response, done
+        self.tools = tools or ToolMap()
+        self.inputs: dict[str, list[str]] = {}  # the arguments of open custom tool calls, by item id
         self.sequence = 0
         self.output: list[Body] = response["output"]
         self.open: dict[str, Body] = {}  # the open reasoning / message item
@@ -62,6 +68,10 @@ class ResponseEncoder:
         self.started = True
         return self.event("response.created", response=self.response) + self.event(
             "response.in_progress", response=self.response)
+
+    def start(self) -> bytes:
+        """``response.created`` and ``response.in_progress``, at once."""
+        return b"" if self.started else self._start()
 
     def feed(self, chunk: Chunk) -> bytes:
         data = chunk.data
@@ -140,12 +150,16 @@ class ResponseEncoder:
         item = self.calls.get(index)
         if item is None:
             out += self._close(*self.open)
-            item = call_item(call.get("id") or item_id("call"), function.get("name") or "", "",
+            item = call_item(self.tools, call.get("id") or item_id("call"), function.get("name") or "", "",
                              status="in_progress")
             out.append(self._add(item))
             self.calls[index] = item
+            if item["type"] == "custom_tool_call":
+                self.inputs[item["id"]] = []
         arguments = function.get("arguments")
-        if arguments:
+        if arguments and item["type"] == "custom_tool_call":
+            self.inputs[item["id"]].append(arguments)
+        elif arguments:
             item["arguments"] += arguments
             out.append(self.event("response.function_call_arguments.delta", **self._where(item), delta=arguments))
         return out
@@ -158,9 +172,17 @@ class ResponseEncoder:
         for kind in kinds:
             if kind == "calls":
                 for item in self.calls.values():
-                    item["status"] = "completed"
-                    out.append(self.event("response.function_call_arguments.done", **self._where(item),
-                                          name=item["name"], arguments=item["arguments"]))
+                    if item["type"] == "custom_tool_call":
+                        item["input"] = text = custom_input("".join(self.inputs.pop(item["id"], ())))
+                        if text:
+                            out.append(self.event("response.custom_tool_call_input.delta", **self._where(item),
+                                                  delta=text))
+                        out.append(self.event("response.custom_tool_call_input.done", **self._where(item),
+                                              input=text))
+                    else:
+                        item["status"] = "completed"
+                        out.append(self.event("response.function_call_arguments.done", **self._where(item),
+                                              name=item["name"], arguments=item["arguments"]))
                     out.append(self.event("response.output_item.done", output_index=self._where(item)["output_index"],
                                           item=item))
                 self.calls = {}

@@ -288,12 +288,21 @@ def serve_gateway(
     *,
     usage_log: bool = True,
     served: Callable[[Gateway, str], ServedT] = ServedGateway,  # type: ignore[assignment]
+    mount: str = "",
 ) -> Iterator[ServedT]:
     """Serve ``Gateway(config, plugins=(UsageLog, *plugins))`` (no `UsageLog` when
-    ``usage_log`` is false) while the block runs; yields ``served(gateway, url)``."""
+    ``usage_log`` is false) while the block runs; yields ``served(gateway, url)``. With
+    ``mount`` (``"/v1"``) the gateway is mounted there, as ``compatgate serve`` does, and
+    ``url`` ends with it (Anthropic's clients, which add ``/v1``, take ``url`` without it)."""
     gateway = Gateway(config, plugins=(UsageLog, *plugins) if usage_log else tuple(plugins))
-    with serve(gateway) as url:
-        result = served(gateway, url)
+    app: ASGIApp = gateway
+    if mount:
+        from starlette.applications import Starlette
+        from starlette.routing import Mount
+
+        app = Starlette(routes=[Mount(mount, app=gateway)], lifespan=gateway.lifespan)
+    with serve(app) as root:
+        result = served(gateway, root + mount)
         try:
             yield result
         finally:

@@ -28,18 +28,11 @@ from .errors import stream_error
 from .inbound.errors import error_event
 from .inbound.reply import message_usage
 
-__all__ = ["EventMeter", "NativeReply", "relay"]
+__all__ = ["EventMeter", "relay"]
 
 MEDIA_TYPE = "text/event-stream; charset=utf-8"
 _SEPARATORS = (b"\n\n", b"\r\n\r\n", b"\r\r")
 _READ = {"message_start", "content_block_delta", "message_delta", "message_stop", "error"}
-
-
-class NativeReply(RawReply):
-    """A `RawReply` that also says how many characters were generated (``generated``), for an
-    estimate when the client aborts before the final usage."""
-
-    generated: int = 0
 
 
 class EventMeter:
@@ -94,7 +87,7 @@ class EventMeter:
             self.counts.update((key, value) for key, value in usage.items() if value is not None)
 
 
-async def relay(response: httpx2.Response, reply: NativeReply, provider: str) -> AsyncIterator[bytes]:
+async def relay(response: httpx2.Response, reply: RawReply, provider: str) -> AsyncIterator[bytes]:
     """The bytes of ``response`` for the client, keeping ``reply.usage`` and
     ``reply.generated`` up to date; closing it closes the response."""
     meter = EventMeter()

@@ -1,8 +1,9 @@
 """The ``type = "anthropic"`` provider: OpenAI chat completions served by Anthropic's Messages
 API (``POST {base_url}/v1/messages`` with ``x-api-key`` and ``anthropic-version``), and the
 Anthropic Messages API relayed natively (`AnthropicProvider.messages`,
-`AnthropicProvider.count_tokens`): the client's body, ``anthropic-version`` and
-``anthropic-beta`` go upstream as they are, with the provider's key."""
+`AnthropicProvider.messages_count_tokens`): the client's body, ``anthropic-version`` and
+``anthropic-beta`` go upstream as they are, with the provider's key; and Anthropic's token
+counter for a chat completions request (`AnthropicProvider.chat_input_tokens`)."""
 
 from __future__ import annotations
 
@@ -16,13 +17,15 @@ from compatgate import (
     HTTPProvider,
     ModelConfig,
     ProviderConfig,
+    RawReply,
     Reply,
     ServerSentEvent,
     UpstreamError,
 )
 
 from .errors import map_upstream_error, rate_limit_headers
-from .native import MEDIA_TYPE, NativeReply, relay
+from .inbound import message_usage, strip_gateway_thinking
+from .native import MEDIA_TYPE, relay
 from .request import build_request
 from .response import openai_response
 from .settings import MODEL_OPTIONS, PROVIDER_OPTIONS, Settings
@@ -113,22 +116,38 @@ class AnthropicProvider(HTTPProvider):
 
     # -- the Anthropic Messages API, relayed ------------------------------------------------
 
-    async def messages(self, ctx: RequestContext, body: Body) -> Reply | NativeReply:
-        """``POST /v1/messages`` with the client's body (``model`` already the upstream's): the
-        upstream's JSON as a `Reply` (``raw``: its bytes), or for ``stream: true`` its event
-        stream relayed byte for byte as a `NativeReply` whose ``usage`` and ``generated`` follow
-        the events (see `native`). Upstream errors keep their status (`error_for`)."""
+    async def messages(self, ctx: RequestContext, body: Body) -> Reply | RawReply:
+        """``POST /v1/messages`` with the client's body (``model`` already the upstream's;
+        thinking blocks signed by the gateway for a converted answer taken out, see
+        `strip_gateway_thinking`): the upstream's JSON as a `Reply` (``raw``: its bytes;
+        ``usage``: its usage), or for ``stream: true`` its event stream relayed byte for byte as a
+        `RawReply` whose ``usage`` and ``generated`` follow the events (see `native`). Upstream
+        errors keep their status (`error_for`)."""
         path = self._native(ctx, self.path)
+        body = strip_gateway_thinking(body, ctx.gateway.signer)
         if body.get("stream") is not True:
-            return await self.post_json(ctx, path, body)
+            reply = await self.post_json(ctx, path, body)
+            reply.usage = message_usage(reply.data)
+            return reply
         response = await self.send(ctx, path, body, stream=True)
-        reply = NativeReply(_nothing(), MEDIA_TYPE)
+        reply = RawReply(_nothing(), MEDIA_TYPE)
         reply.chunks = relay(response, reply, self.name)
         return reply
 
-    async def count_tokens(self, ctx: RequestContext, body: Body) -> Reply:
+    async def messages_count_tokens(self, ctx: RequestContext, body: Body) -> Reply:
         """``POST /v1/messages/count_tokens`` with the client's body: Anthropic's own count."""
+        body = strip_gateway_thinking(body, ctx.gateway.signer)
         return await self.post_json(ctx, self._native(ctx, f"{self.path}/count_tokens"), body)
+
+    async def chat_input_tokens(self, ctx: RequestContext, body: Body) -> Reply:
+        """Anthropic's count of the input tokens of a chat completions request: the request
+        converted as `chat_completions` converts it, sent to ``/v1/messages/count_tokens``."""
+        settings = self.settings_for(ctx.route.model if ctx.route else None)
+        converted = build_request({**body, "stream": False}, settings).body
+        request = {key: converted[key] for key in _COUNTED if key in converted}
+        reply = await self.post_json(ctx, f"{self.path}/count_tokens", request)
+        tokens = reply.data.get("input_tokens")
+        return Reply({"object": "response.input_tokens", "input_tokens": tokens})
 
     def _native(self, ctx: RequestContext, path: str) -> str:
         """Prepare the headers of a native call (see `headers`); the path, with ``?beta=true``
@@ -140,6 +159,10 @@ class AnthropicProvider(HTTPProvider):
             native["anthropic-beta"] = ",".join(dict.fromkeys(betas))
         ctx.state[_STATE] = native
         return f"{path}?beta=true" if ctx.request.query_params.get("beta") == "true" else path
+
+
+# The fields of a Messages request that count_tokens accepts.
+_COUNTED = ("model", "messages", "system", "tools", "tool_choice", "thinking", "output_config")
 
 
 def _betas(values: list[str]) -> list[str]:

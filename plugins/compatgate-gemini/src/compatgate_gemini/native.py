@@ -34,14 +34,10 @@ if TYPE_CHECKING:
 
     from compatgate import HTTPProvider
 
-__all__ = ["GeminiReply", "json_reply", "relay_stream", "text_characters"]
+__all__ = ["json_reply", "relay_stream", "text_characters"]
 
 JSON = "application/json; charset=UTF-8"
 EVENT_STREAM = "text/event-stream"
-
-
-class GeminiReply(RawReply):
-    """A `RawReply` that also counts ``generated`` characters (until the core's has the field)."""
 
 
 def text_characters(data: Mapping[str, Any]) -> tuple[int, set[int], bool]:
@@ -65,22 +61,21 @@ def text_characters(data: Mapping[str, Any]) -> tuple[int, set[int], bool]:
     return characters, finished, bool(candidates)
 
 
-def json_reply(content: bytes, data: Mapping[str, Any]) -> GeminiReply:
+def json_reply(content: bytes, data: Mapping[str, Any]) -> RawReply:
     """A whole Gemini answer relayed as Gemini encoded it."""
 
     async def body() -> AsyncIterator[bytes]:
         yield content
 
-    reply = GeminiReply(body(), JSON, usage_of(data))
-    reply.generated = text_characters(data)[0]
-    return reply
+    return RawReply(body(), JSON, usage_of(data), text_characters(data)[0])
 
 
 def relay_stream(provider: HTTPProvider, response: httpx2.Response, *, sse: bool, candidates: int,
-                 secrets: Iterable[str | None]) -> GeminiReply:
+                 secrets: Iterable[str | None]) -> RawReply:
     """The events of a ``streamGenerateContent?alt=sse`` answer, checked and framed for the client."""
-    reply = GeminiReply(_nothing(), EVENT_STREAM if sse else JSON)
-    reply.generated = 0
+    # keep-alive: a blank line, nothing to an SSE parser and whitespace in a JSON array (the
+    # google-genai SDK fails on an SSE comment); written between whole events or elements only
+    reply = RawReply(_nothing(), EVENT_STREAM if sse else JSON, keepalive=b"\r\n")
     hidden = tuple(secrets)
 
     async def relay() -> AsyncIterator[bytes]:

@@ -1,6 +1,7 @@
 """The ``type = "gemini"`` provider: the Gemini API behind OpenAI chat completions (streamed
 or not) and embeddings, and natively for Gemini clients (``generate_content``,
-``count_tokens``, ``embed_content``, ``batch_embed_contents``: the client's body relayed).
+``count_tokens``, ``embed_content``, ``batch_embed_contents``: the client's body relayed), and
+Gemini's token counter for a chat completions request (``chat_input_tokens``).
 
 ``POST {base_url}/{api_version}/models/{model}:generateContent``,
 ``:streamGenerateContent?alt=sse``, ``:countTokens``, ``:embedContent`` and
@@ -25,9 +26,11 @@ from compatgate import (
     HTTPProvider,
     ModelConfig,
     ProviderConfig,
+    RawReply,
     Reply,
     RequestContext,
     UpstreamError,
+    Usage,
 )
 from compatgate.probe import get_json, listed_ids
 
@@ -39,7 +42,8 @@ from .embeddings import (
     embedding_vectors,
 )
 from .errors import http_error
-from .native import GeminiReply, json_reply, relay_stream
+from .inbound import unwrap_signatures
+from .native import json_reply, relay_stream
 from .request import Options, build_request
 from .response import StreamConverter, chat_completion
 
@@ -136,14 +140,16 @@ class GeminiProvider(HTTPProvider):
         for chunk in converter.end():
             yield Chunk(chunk)
 
-    async def generate_content(self, ctx: RequestContext, body: Body) -> GeminiReply:
+    async def generate_content(self, ctx: RequestContext, body: Body) -> RawReply:
         """A Gemini client's ``GenerateContentRequest`` relayed natively. ``body["model"]`` is
         the upstream model, ``body["stream"]`` whether to stream, ``body["sse"]`` (default
         true) the stream's framing for the client (false: the JSON array); the three are not
-        sent. See `native`."""
+        sent. The gateway's own ``thoughtSignature`` envelopes in the history are resolved
+        first (`unwrap_signatures`). See `native`."""
         model, stream = body["model"], body.get("stream") is True
         sse = body.get("sse") is not False
         request = {key: value for key, value in body.items() if key not in ("model", "stream", "sse")}
+        request = unwrap_signatures(request, model=ctx.model or model, signer=ctx.gateway.signer)
         if not stream:
             reply = await self.post_json(ctx, self._path(model, "generateContent"), request)
             return json_reply(reply.raw or orjson.dumps(reply.data), reply.data)
@@ -159,9 +165,23 @@ class GeminiProvider(HTTPProvider):
                 request[key] = {**request[key], "model": _resource(model)}
         return await self.post_json(ctx, self._path(model, "countTokens"), request)
 
+    async def chat_input_tokens(self, ctx: RequestContext, body: Body) -> Reply:
+        """Gemini's count of the input tokens of a chat completions request: the request
+        converted as `chat_completions` converts it, counted by ``countTokens`` (system
+        instruction and tools included)."""
+        model = body["model"]
+        request, _ = build_request({**body, "stream": False}, model, self._options(ctx))
+        counted = {"generateContentRequest": {**request, "model": _resource(model)}}
+        reply = await self.post_json(ctx, self._path(model, "countTokens"), counted)
+        tokens = reply.data.get("totalTokens")
+        return Reply({"object": "response.input_tokens", "input_tokens": tokens if isinstance(tokens, int) else None})
+
     async def embed_content(self, ctx: RequestContext, body: Body) -> Reply:
-        """``embedContent`` relayed."""
-        return await self.post_json(ctx, self._path(body["model"], "embedContent"), _strip(body))
+        """``embedContent`` relayed (Gemini reports no usage: the gateway's estimate of the
+        input is recorded, flagged as such)."""
+        reply = await self.post_json(ctx, self._path(body["model"], "embedContent"), _strip(body))
+        reply.usage = _estimated(ctx)
+        return reply
 
     async def batch_embed_contents(self, ctx: RequestContext, body: Body) -> Reply:
         """``batchEmbedContents`` relayed, every request naming the upstream model (Gemini
@@ -171,7 +191,9 @@ class GeminiProvider(HTTPProvider):
         if isinstance(requests, list):
             request["requests"] = [{**item, "model": _resource(model)} if isinstance(item, Mapping) else item
                                    for item in requests]
-        return await self.post_json(ctx, self._path(model, "batchEmbedContents"), request)
+        reply = await self.post_json(ctx, self._path(model, "batchEmbedContents"), request)
+        reply.usage = _estimated(ctx)
+        return reply
 
     def _path(self, model: str, method: str) -> str:
         return f"/{self.api_version}/{resource_path(model)}:{method}"
@@ -217,6 +239,11 @@ def resource_path(model: str) -> str:
         if model.startswith(prefix):
             return prefix + quote(model[len(prefix):], safe="")
     return "models/" + quote(model, safe="")
+
+
+def _estimated(ctx: RequestContext) -> Usage:
+    prompt = ctx.units.prompt_tokens if ctx.units is not None else 0
+    return Usage(prompt, 0, prompt, estimated=True)
 
 
 def _strip(body: Body) -> Body:

@@ -48,6 +48,7 @@ __all__ = ["MessageStream"]
 
 Body = dict[str, Any]
 _PING = encode_event(b'{"type":"ping"}', "ping")
+_TEXT_ONLY = frozenset({"content", "role"})  # a delta with nothing else takes `_choice`'s hot path
 
 
 @dataclass(slots=True)
@@ -167,7 +168,16 @@ class MessageStream:
     # -- one choice's delta ----------------------------------------------------------------
 
     def _choice(self, choice: Mapping[str, Any], out: list[bytes]) -> None:
-        delta = mapping_of(choice.get("delta"))
+        raw = choice.get("delta")
+        if type(raw) is dict and _TEXT_ONLY.issuperset(raw) and choice.get("finish_reason") is None:
+            text = raw.get("content")  # the hot path: a plain text delta (or the role chunk)
+            if type(text) is str:
+                if text:
+                    self.generated += len(text)
+                    block = self._block("text", out)
+                    out.append(_delta(block.index, {"type": "text_delta", "text": text}))
+                return
+        delta = mapping_of(raw)
         reasoning = reasoning_of(delta)
         if reasoning:
             self.generated += len(reasoning)
