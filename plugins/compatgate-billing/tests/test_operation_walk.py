@@ -38,7 +38,7 @@ from billing_support import (
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from compatgate import Gateway
+from compatgate import AuthenticationError, Gateway, GatewayError, InsufficientQuotaError, PermissionDeniedError
 from compatgate.testing import FakeUpstream, serve, serve_gateway
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
@@ -56,6 +56,13 @@ class Request:
     json: dict[str, Any] | None = None
     parts: tuple[tuple[str, bytes | str, str | None], ...] = ()
     websocket: bool = False
+    stream_path: str | None = None  # where the request streams, for a protocol that says so in the path
+
+    def streaming(self) -> tuple[str, dict[str, Any]]:
+        """The path and body of the same request, streamed."""
+        if self.stream_path is not None:
+            return self.stream_path, dict(self.json or {})
+        return self.path, {**(self.json or {}), "stream": True}
 
     def send(self, url: str, key: str, *, stream: bool = False) -> httpx2.Response:
         headers = {"authorization": f"Bearer {key}"}
@@ -84,6 +91,20 @@ def _form(path: str, *parts: tuple[str, bytes | str, str | None]) -> Callable[[s
     return lambda model: Request(path, parts=(("model", model, None), *parts))
 
 
+def _gemini(action: str, **fields: Any) -> Callable[[str], Request]:
+    """A Gemini request: the model is in the path, the stream in the action."""
+
+    def build(model: str) -> Request:
+        streamed = f"/v1beta/models/{model}:streamGenerateContent?alt=sse" if action.endswith("enerateContent") else None
+        return Request(f"/v1beta/models/{model}:{action}", fields, stream_path=streamed)
+
+    return build
+
+
+GEMINI_CONTENTS = [{"role": "user", "parts": [{"text": "Say something."}]}]
+ANTHROPIC_MESSAGES = [{"role": "user", "content": "Say something."}]
+
+
 #: A minimal valid request of each operation, by operation name (``ctx.endpoint``), for a model.
 BUILDERS: dict[str, Callable[[str], Request]] = {
     "chat.completions": _json("/chat/completions", messages=MESSAGES),
@@ -97,7 +118,25 @@ BUILDERS: dict[str, Callable[[str], Request]] = {
     "audio.speech": _json("/audio/speech", input="Say something.", voice="alloy"),
     "moderations": _json("/moderations", input="Say something."),
     "realtime": lambda model: Request(f"/realtime?model={model}", websocket=True),
+    "messages": _json("/messages", max_tokens=100, messages=ANTHROPIC_MESSAGES),
+    "messages.count_tokens": _json("/messages/count_tokens", messages=ANTHROPIC_MESSAGES),
+    "gemini.generate_content": _gemini("generateContent", contents=GEMINI_CONTENTS),
+    "gemini.stream_generate_content": _gemini("streamGenerateContent", contents=GEMINI_CONTENTS),
+    "gemini.count_tokens": _gemini("countTokens", contents=GEMINI_CONTENTS),
+    "gemini.embed_content": _gemini("embedContent", content={"parts": [{"text": "Say something."}]}),
+    "gemini.batch_embed_contents": _gemini("batchEmbedContents", requests=[
+        {"content": {"parts": [{"text": "Say something."}]}}]),
 }
+
+#: Operations that cost nothing by design (they generate nothing: counting tokens is free at
+#: every provider), so a key without money may use them; they are recorded at a cost of 0.
+FREE = frozenset({"messages.count_tokens", "gemini.count_tokens"})
+
+
+def _status(gw: Served, operation: str, error: type[GatewayError]) -> int:
+    """The status the operation's dialect answers ``error`` with (Anthropic's clients get 402
+    ``billing_error`` for an empty budget, OpenAI's and Gemini's 429)."""
+    return gw.gateway.operations[operation].dialect.error(error("x"))[0]
 
 
 def _operations() -> list[str]:
@@ -213,20 +252,27 @@ def test_a_model_the_key_may_not_use_is_403_before_any_upstream_call(env, operat
         assert upstream.sessions == 0
     else:
         response = request.send(gw.url, key)
-        assert response.status_code == 403, response.text
+        assert response.status_code == _status(gw, operation, PermissionDeniedError) == 403, response.text
     assert upstream.calls == 0
 
 
 @pytest.mark.parametrize("operation", OPERATIONS)
 def test_a_budget_that_cannot_cover_the_request_is_429_before_any_upstream_call(env, operation):
-    gw, upstream, _ = env
+    gw, upstream, db = env
     _, key = gw.create_key(budget="0")
     request = _request(operation, "gpt-4o")
+    if operation in FREE:  # served, and recorded at no cost
+        response = request.send(gw.url, key)
+        assert response.status_code == 200, response.text
+        status, cost, _, _ = _ledger_row(db, response.headers["x-request-id"])
+        assert (status, cost) == ("ok", 0)
+        return
     if request.websocket:  # the session opens; its first response is what costs
         assert _realtime(gw, request, key, create=True)["code"] == "insufficient_quota"
     else:
         response = request.send(gw.url, key)
-        assert response.status_code == 429, f"{operation} was not metered: {response.status_code} {response.text}"
+        refused = _status(gw, operation, InsufficientQuotaError)
+        assert response.status_code == refused, f"{operation} was not metered: {response.status_code} {response.text}"
     assert upstream.calls == 0, f"{operation} reached the upstream on a key with no money"
 
 
@@ -259,9 +305,9 @@ def test_a_client_leaving_a_stream_is_charged_its_estimate(env, operation):
         pytest.skip(f"{operation} does not stream")  # (its abort cancels the call: tested in the core)
     _, key = gw.create_key(budget="10")
     upstream.http.handler = _chat_stream(upstream)
-    request = _request(operation, "gpt-4o")
-    with httpx2.stream("POST", gw.url + request.path, json={**(request.json or {}), "stream": True},
-                       headers={"authorization": f"Bearer {key}"}, timeout=20) as response:
+    path, body = _request(operation, "gpt-4o").streaming()
+    with httpx2.stream("POST", gw.url + path, json=body, headers={"authorization": f"Bearer {key}"},
+                       timeout=20) as response:
         assert response.status_code == 200, response.read()
         request_id = response.headers["x-request-id"]
         for index, _ in enumerate(response.iter_lines()):
@@ -283,8 +329,10 @@ def test_an_upstream_error_with_the_upstream_key_is_scrubbed(env, operation):
     upstream.http.handler = upstream.http.json_reply(
         {"error": {"message": f"Incorrect API key provided: {UPSTREAM_KEY}", "type": "invalid_request_error",
                    "code": "invalid_api_key"}}, status=401)
+    if operation in FREE and gw.gateway.operations[operation].local is not None:
+        pytest.skip(f"{operation} is answered by the gateway (an estimate) for this upstream")
     response = request.send(gw.url, key)
-    assert response.status_code == 401, response.text
+    assert response.status_code == _status(gw, operation, AuthenticationError) == 401, response.text
     assert UPSTREAM_KEY not in response.text and UPSTREAM_KEY not in str(response.headers)
     assert len(upstream.http.received) == 1
     request_id = response.headers["x-request-id"]
