@@ -18,6 +18,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx2
 import orjson
@@ -77,6 +78,33 @@ TOOL = st.fixed_dictionaries({"type": _field(st.sampled_from(["function", "web_s
 CHAT_TOOL = st.fixed_dictionaries({"type": _field(st.just("function")),
                                    "function": _field(st.fixed_dictionaries({"name": TEXT}))})
 MODEL = _mostly(st.sampled_from(MODELS[:5]), st.sampled_from(MODELS[5:]) | TEXT, 4)
+ANTHROPIC_BLOCK = st.fixed_dictionaries({
+    "type": _field(st.sampled_from(["text", "image", "tool_use", "tool_result", "thinking", "x"])),
+    "text": _field(TEXT), "id": _field(TEXT), "name": _field(TEXT), "input": _field(st.just({})),
+    "tool_use_id": _field(TEXT), "content": _field(TEXT), "thinking": _field(TEXT), "signature": _field(TEXT)})
+ANTHROPIC_MESSAGE = st.fixed_dictionaries({
+    "role": _field(st.sampled_from(["user", "assistant", "system"])),
+    "content": _field(TEXT | st.lists(ANTHROPIC_BLOCK, min_size=1, max_size=3))})
+ANTHROPIC_TOOL = st.fixed_dictionaries({"name": _field(TEXT), "input_schema": _field(st.just({"type": "object"})),
+                                        "type": _field(st.sampled_from(["custom", "web_search_20250305"]))})
+GEMINI_PART = st.fixed_dictionaries({
+    "text": _field(TEXT), "thought": _field(st.booleans()), "thoughtSignature": _field(TEXT),
+    "functionCall": _field(st.fixed_dictionaries({"name": _field(TEXT), "args": _field(st.just({}))})),
+    "functionResponse": _field(st.fixed_dictionaries({"name": _field(TEXT), "response": _field(st.just({}))}))})
+GEMINI_CONTENT = st.fixed_dictionaries({"role": _field(st.sampled_from(["user", "model", "x"])),
+                                        "parts": _field(st.lists(GEMINI_PART, min_size=1, max_size=3))})
+GEMINI_CONTENTS = _field(st.lists(GEMINI_CONTENT, min_size=1, max_size=3))
+GEMINI_GENERATE = {
+    "contents": GEMINI_CONTENTS,
+    "systemInstruction": _field(GEMINI_CONTENT),
+    "generationConfig": _field(st.fixed_dictionaries({
+        "maxOutputTokens": COUNT, "temperature": _field(st.floats(0, 2)), "candidateCount": COUNT,
+        "stopSequences": _field(st.lists(TEXT, max_size=2)),
+        "thinkingConfig": _field(st.fixed_dictionaries({"thinkingBudget": COUNT}))})),
+    "tools": _field(st.lists(st.fixed_dictionaries({"functionDeclarations": _field(st.lists(
+        st.fixed_dictionaries({"name": _field(TEXT), "parameters": _field(st.just({"type": "OBJECT"}))}),
+        max_size=2))}), max_size=2)),
+}
 TEXTS = _field(TEXT | st.lists(TEXT, min_size=1, max_size=3))
 
 #: The fields each JSON operation knows, with a mostly valid value strategy.
@@ -103,11 +131,32 @@ JSON_FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "audio.speech": {"input": _field(TEXT), "voice": _field(st.just("alloy")),
                      "response_format": _field(st.just("mp3")), "speed": _field(st.floats(0.25, 4))},
     "moderations": {"input": TEXTS},
+    "messages": {"messages": _field(st.lists(ANTHROPIC_MESSAGE, min_size=1, max_size=3)), "max_tokens": COUNT,
+                 "system": _field(TEXT | st.lists(st.fixed_dictionaries({"type": _field(st.just("text")),
+                                                                          "text": _field(TEXT)}), max_size=2)),
+                 "stream": _field(st.booleans()), "stop_sequences": _field(st.lists(TEXT, max_size=2)),
+                 "thinking": _field(st.fixed_dictionaries({"type": _field(st.sampled_from(["enabled", "disabled"])),
+                                                           "budget_tokens": COUNT})),
+                 "tools": _field(st.lists(ANTHROPIC_TOOL, max_size=2)),
+                 "tool_choice": _field(st.fixed_dictionaries({"type": _field(st.sampled_from(["auto", "any", "tool"]))})),
+                 "temperature": _field(st.floats(0, 1)), "metadata": _field(st.just({"user_id": "u"}))},
+    "messages.count_tokens": {"messages": _field(st.lists(ANTHROPIC_MESSAGE, min_size=1, max_size=3)),
+                              "system": _field(TEXT)},
+    "gemini.generate_content": GEMINI_GENERATE,
+    "gemini.stream_generate_content": GEMINI_GENERATE,
+    "gemini.count_tokens": {"contents": GEMINI_CONTENTS},
+    "gemini.embed_content": {"content": _field(GEMINI_CONTENT), "outputDimensionality": COUNT,
+                             "taskType": _field(st.sampled_from(["RETRIEVAL_QUERY", "x"]))},
+    "gemini.batch_embed_contents": {"requests": _field(st.lists(st.fixed_dictionaries({
+        "content": _field(GEMINI_CONTENT), "model": _field(TEXT)}), max_size=3))},
 }
 #: Fields a JSON operation cannot do without (present in most generated requests).
 REQUIRED = {"chat.completions": ("messages",), "completions": ("prompt",), "embeddings": ("input",),
             "responses": ("input",), "images.generations": ("prompt",), "audio.speech": ("input", "voice"),
-            "moderations": ("input",)}
+            "moderations": ("input",), "messages": ("messages", "max_tokens"), "messages.count_tokens": ("messages",),
+            "gemini.generate_content": ("contents",), "gemini.stream_generate_content": ("contents",),
+            "gemini.count_tokens": ("contents",), "gemini.embed_content": ("content",),
+            "gemini.batch_embed_contents": ("requests",)}
 #: The multipart operations: their text fields and the name of their file field.
 FORM_FIELDS: dict[str, tuple[tuple[str, ...], str]] = {
     "images.edits": (("prompt", "n", "size", "quality", "response_format"), "image"),
@@ -153,7 +202,10 @@ def requests(draw: st.DrawFn, operations: list[str]) -> Generated:
         headers["authorization"] = "".join(c for c in auth if " " <= c != "\x7f").strip()
     upstream = draw(_mostly(st.just("ok"), st.sampled_from(["nonsense", "not_json", "error", "garbage_stream",
                                                              "truncated_stream", "empty"]), 3))
-    return Generated(operation, "", headers, body, upstream, draw(st.integers(0, 2**32)))
+    path = ""
+    if operation.startswith("gemini."):  # the model is in the path (and may be anything there)
+        path = draw(_mostly(st.sampled_from(MODELS[:5]), st.sampled_from(MODELS[5:]) | TEXT, 4))
+    return Generated(operation, path, headers, body, upstream, draw(st.integers(0, 2**32)))
 
 
 @st.composite
@@ -324,7 +376,12 @@ class Target:
             headers["authorization"] = f"Bearer {self.keys[auth]}"
         self.upstream.handler = handler_for(generated.upstream, generated.seed)
         raw = {name: value.encode("latin-1") for name, value in headers.items()}  # header bytes as sent
-        with self.client.stream("POST", self.gateway.url + operation.path, content=generated.body,
+        path = operation.path
+        if "{model:path}" in path:  # a Gemini route: the version and the model in the URL
+            model = quote(generated.path, safe="") or "x"
+            action = path.rsplit(":", 1)[1]
+            path = f"/v1beta/models/{model}:{action}" + ("?alt=sse" if action == "streamGenerateContent" else "")
+        with self.client.stream("POST", self.gateway.url + path, content=generated.body,
                                 headers=raw) as response:
             content = response.read()
         self.statuses[response.status_code] += 1
@@ -352,6 +409,8 @@ def _error_shape(dialect: str, content: bytes) -> str | None:
         return f"an OpenAI error without all its fields: {content[:200]!r}"
     if dialect == "anthropic" and data.get("type") != "error":
         return f"an Anthropic error without type 'error': {content[:200]!r}"
+    if dialect == "gemini" and not {"code", "message", "status"} <= error.keys():
+        return f"a Google error without code, message and status: {content[:200]!r}"
     return None
 
 

@@ -211,8 +211,6 @@ def test_secret_in_a_native_responses_json_error_and_text_reply(gw, fake, caplog
     _no_secret(response.text, transcript.text, gw.records(2), caplog.text)
 
 
-@pytest.mark.xfail(strict=True, reason="byterelay.py scrubs each network read on its own: a secret split "
-                                       "across two reads of a text reply reaches the client (lead's file)")
 def test_secret_split_across_network_reads_of_a_text_reply(gw, fake):
     """Defect 7. A text reply (a transcription's ``text`` format) arriving in small reads: the
     key split between two of them must still be scrubbed."""

@@ -66,11 +66,20 @@ class ByteRelay(Relay):
     async def relay(self, send: Send) -> GatewayError | None:
         error: GatewayError | None = None
         try:
-            scrub = self.ctx.gateway.scrubber.bytes if self._text else None
+            scrubber = self.ctx.gateway.scrubber if self._text else None
+            held = b""  # the end of the last read, when it could be the start of a secret
             async for data in self.reply.chunks:
                 if self.ctx.first_token_at is None:
                     self.ctx.first_token_at = time.perf_counter()
-                await self.write(send, scrub(data) if scrub is not None else data)
+                if scrubber is not None:
+                    data = scrubber.bytes(held + data if held else data)
+                    keep = scrubber.held(data)
+                    data, held = (data[:-keep], data[-keep:]) if keep else (data, b"")
+                    if not data:
+                        continue
+                await self.write(send, data)
+            if held:
+                await self.write(send, held)
                 self._between = data.endswith((b"\n\n", b"\r\n\r\n", b"\r\r"))
         except GatewayError as exc:  # nothing more can be said once the bytes have started
             error = self.ctx.gateway.scrubbed(exc)

@@ -12,6 +12,7 @@ credentials, since the client only learns its kind.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import re
 from collections.abc import Iterable, Iterator
@@ -214,6 +215,7 @@ class Scrubber:
         kept = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
         self._text = re.compile("|".join(map(re.escape, kept))) if kept else None
         self._bytes = re.compile(b"|".join(re.escape(s.encode()) for s in kept)) if kept else None
+        self._encoded = [s.encode() for s in kept]
 
     def __call__(self, text: str) -> str:
         """``text`` scrubbed (the same object when it held no secret)."""
@@ -226,6 +228,20 @@ class Scrubber:
         if self._bytes is None or self._bytes.search(data) is None:
             return data
         return self._bytes.sub(b"***", data)
+
+    def held(self, data: builtins.bytes) -> int:
+        """How many bytes at the end of ``data`` could be the start of a secret that the next
+        piece of a stream completes (0 almost always): a relay keeps them back until it knows."""
+        longest = 0
+        for secret in self._encoded:
+            window = data[-(len(secret) - 1):]
+            start = window.find(secret[:1])
+            while start != -1:
+                if secret.startswith(window[start:]):
+                    longest = max(longest, len(window) - start)
+                    break
+                start = window.find(secret[:1], start + 1)
+        return longest
 
 
 def reset_duration(seconds: float) -> str:
