@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from support import gateway_config
 
-import compatgate.hooks
+import compatgate.plugins
 from compatgate import ConfigError, Gateway, RequestContext, hookimpl
 from compatgate.testing import UsageLog
 
@@ -72,7 +72,7 @@ def names(gateway: Gateway) -> list[str]:
 def installed(monkeypatch: pytest.MonkeyPatch, **plugins: str) -> None:
     """Pretend that entry points ``name = "module:attr"`` are installed (and only those)."""
     points = [EntryPoint(name, value, "compatgate") for name, value in plugins.items()]
-    monkeypatch.setattr(compatgate.hooks, "entry_points", lambda group: points if group == "compatgate" else [])
+    monkeypatch.setattr(compatgate.plugins, "entry_points", lambda group: points if group == "compatgate" else [])
 
 
 def test_plugins_are_registered_under_readable_names(monkeypatch):

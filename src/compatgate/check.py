@@ -36,7 +36,7 @@ from .exceptions import GatewayError
 from .gateway import Gateway
 from .health import readiness
 from .hints import did_you_mean
-from .hooks import DEFAULT_PLUGINS
+from .plugins import DEFAULT_PLUGINS
 from .http import display_url, scrub_urls
 from .provider import HTTPProvider
 

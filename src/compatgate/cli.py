@@ -31,7 +31,7 @@ from .config import LOG_LEVELS, Config, load_config
 from .exceptions import ConfigError, NotFoundError
 from .gateway import Gateway
 from .health import HealthEndpoint
-from .hooks import create_plugin_manager, import_plugin
+from .plugins import create_plugin_manager, import_plugin
 from .local import error_response, not_found, request_id
 from .operations import OPENAI_OPERATIONS
 

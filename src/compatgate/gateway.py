@@ -26,7 +26,8 @@ from .endpoints import OperationEndpoint
 from .exceptions import AuthenticationError, ConfigError, GatewayError
 from .health import health_routes
 from .hints import closest
-from .hooks import Hooks, create_plugin_manager
+from .hooks import Hooks
+from .plugins import create_plugin_manager
 from .http import Scrubber
 from .local import ModelsEndpoint, not_found
 from .operations import OPENAI, Dialect, Operation
