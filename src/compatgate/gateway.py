@@ -10,6 +10,7 @@ host app composes into its own; shutting that down closes every upstream connect
 from __future__ import annotations
 
 import asyncio
+import re
 import logging
 import os
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -80,7 +81,14 @@ class Gateway:
         interval = self.config.gateway.keepalive_seconds
         self.heartbeat: Heartbeat | None = Heartbeat(interval) if interval > 0 else None
         routes = self._routes()
-        self.router = Router(routes=routes, default=not_found)
+        self.router = Router(routes=routes, default=self._not_found)
+        # The paths of operations in other protocols, as loose patterns: a URL of that shape that
+        # no route matched (a model name Starlette's path parameters refuse, e.g. with a line
+        # feed) is answered in that protocol's format.
+        self._families = [
+            (re.compile("^" + re.sub(r"\\{[^}]*\\}", ".*", re.escape(op.path)) + "$", re.DOTALL), op.dialect)
+            for op in self.operations.values() if op.dialect is not OPENAI and "{" in op.path
+        ]
         # The operations with a plain path, for a dispatch that skips route matching on the hot
         # path (unless a plugin route claims the same path: plugin routes come first).
         self._endpoints = {
@@ -164,6 +172,12 @@ class Gateway:
                 await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, root = scope["path"], scope.get("root_path", "")
+        relative = path[len(root):] if root and path.startswith(root) else path
+        dialect = next((dialect for pattern, dialect in self._families if pattern.match(relative)), OPENAI)
+        await not_found(scope, receive, send, dialect)
 
     # -- what endpoints and plugins use -----------------------------------------------------
 

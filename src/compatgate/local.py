@@ -194,8 +194,8 @@ _UNSUPPORTED = ("fine_tuning", "fine-tunes", "files", "organization", "billing",
                 "assistants", "threads", "vector_stores", "batches", "uploads", "evals", "usage")
 
 
-async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
-    """Any route the gateway does not serve: 404 in the OpenAI format."""
+async def not_found(scope: Scope, receive: Receive, send: Send, dialect: Dialect = OPENAI) -> None:
+    """Any route the gateway does not serve: 404 in ``dialect``'s format (OpenAI's)."""
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008, "reason": "no such WebSocket route"})
         return
@@ -209,4 +209,4 @@ async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
         error = NotFoundError(message, code="unsupported_endpoint")
     else:
         error = NotFoundError(f"Invalid URL ({request.method} {path}).", code="unknown_url")
-    await error_response(error, [(b"x-request-id", request_id(request).encode())])(scope, receive, send)
+    await error_response(error, [(b"x-request-id", request_id(request).encode())], dialect)(scope, receive, send)

@@ -247,6 +247,18 @@ def test_an_unknown_version_or_method_is_a_404(gw: ServedGateway) -> None:
     assert post(gw, "chat", "predict", CONTENTS).status_code == 404
 
 
+@pytest.mark.parametrize("model", ["%00", "a%0Ab", "%0D%0A"])
+def test_a_model_the_routes_cannot_read_is_answered_in_googles_format(model: str, gw: ServedGateway,
+                                                                      upstreams: Upstreams) -> None:
+    """Control characters in the model: refused as an invalid model name (400) or, where no route
+    can read it (a line feed), a 404 — in Google's format either way, never OpenAI's."""
+    response = post(gw, model, "generateContent", CONTENTS)
+    error = response.json()["error"]
+    assert (response.status_code, error["code"], error["status"]) in ((400, 400, "INVALID_ARGUMENT"),
+                                                                      (404, 404, "NOT_FOUND")), error
+    assert upstreams.fake.received == []
+
+
 def test_the_key_may_come_in_the_query_and_is_taken_out_of_it(upstreams: Upstreams) -> None:
     seen: list[bytes] = []
 

@@ -60,6 +60,8 @@ def _invalid(param: str, what: str, value: Any) -> InvalidRequestError:
 def _check_item(item: Any, where: str) -> None:
     if not isinstance(item, dict):
         raise _invalid(where, "an object", item)
+    if not isinstance(item.get("type", "message"), str):
+        raise _invalid(f"{where}.type", "a string", item.get("type"))
     if item.get("type", "message") != "message":
         return
     if not isinstance(item.get("role"), str):
