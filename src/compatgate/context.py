@@ -68,7 +68,9 @@ class RequestContext:
     set before `admit_request`; ``local`` says that the operation is answered by the gateway
     itself (its ``local`` answer: no upstream call); ``units`` is what the request
     may cost at most, measured on ``sent`` (see `compatgate.metering.Units`): billing and rate
-    limits reserve against it; ``state`` is scratch space that plugins share between their hooks
+    limits reserve against it; ``output_cap`` is the output limit configured for the model (its
+    ``max_output_tokens``, else ``[gateway] default_max_output_tokens``), None without one;
+    ``state`` is scratch space that plugins share between their hooks
     for this one request (key it by plugin name); ``response_headers`` are headers a provider
     adds to the client's response (e.g. the upstream's rate limits translated), after those of
     the `response_headers` hooks; ``attempts`` lists the upstream calls made so far; ``cache``
@@ -86,7 +88,8 @@ class RequestContext:
         "sent",
         "converted",
         "local",
-        "units",
+        "_units",
+        "output_cap",
         "cache",
         "model",
         "stream",
@@ -113,7 +116,8 @@ class RequestContext:
         self.sent: dict[str, Any] = {}
         self.converted = False
         self.local = False
-        self.units: Units | None = None
+        self._units: Units | None = None
+        self.output_cap: int | None = None
         self.cache: str | None = None
         self.model: str = ""
         self.stream: bool = False
@@ -137,6 +141,18 @@ class RequestContext:
         if self.converted and operation.via is not None:
             return operation.via.method
         return operation.method
+
+    @property
+    def units(self) -> Units | None:
+        """What the request may cost at most, measured on ``sent`` with `meter` (the first time
+        it is read: a request nothing reserves for is never measured); None before ``sent``."""
+        if self._units is None and self.sent:
+            self._units = self.meter.measure(self.sent, self.output_cap)
+        return self._units
+
+    @units.setter
+    def units(self, units: Units | None) -> None:
+        self._units = units
 
     @property
     def meter(self) -> Meter:

@@ -32,6 +32,7 @@ from .timeouts import call_provider
 from .uploads import Form
 from .usage import Outcome, Usage, UsageRecord
 from .validation import check_model_name
+from .watch import ClientWatch
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -77,7 +78,8 @@ class Pipeline:
             raise ModelNotFoundError(
                 f"The model '{ctx.model}' does not exist or you do not have access to it.", param="model"
             )
-        check_model_name(route.upstream_model)  # a route may build it from the client's text
+        if route.model is None or route.upstream_model != route.model.upstream_model:
+            check_model_name(route.upstream_model)  # a route may build it from the client's text
         ctx.route = route
         if hooks.implemented("transform_request") and not isinstance(ctx.body, Form):
             ctx.body = await hooks.transform_request(ctx=ctx, body=ctx.body)
@@ -94,12 +96,15 @@ class Pipeline:
             ctx.local = True
         else:
             raise route.provider.unsupported(ctx)
-        meter = self.meter(ctx)
-        model_max = route.model.max_output_tokens if route.model is not None else None
-        units = meter.measure(sent, model_max or gateway.config.gateway.default_max_output_tokens)
-        if not units.capped and units.output_tokens is not None:
-            meter.cap(sent, model_max or gateway.config.gateway.default_max_output_tokens or 0)
-        ctx.sent, ctx.units = sent, units
+        ctx.sent = sent
+        model = route.model
+        ctx.output_cap = (model.max_output_tokens if model is not None else None) or \
+            gateway.config.gateway.default_max_output_tokens
+        if ctx.output_cap is not None:  # a configured cap: sent upstream when the request has none
+            units = ctx.units
+            assert units is not None
+            if not units.capped and units.output_tokens is not None:
+                ctx.meter.cap(sent, ctx.output_cap)
         if hooks.implemented("admit_request"):
             await hooks.admit_request(ctx=ctx)
 
@@ -219,16 +224,13 @@ class OperationEndpoint(Pipeline):
         if isinstance(ctx.body, Form):
             return await self.call(ctx)
         reply: Any = None
-        failure: Exception | None = None
-        async with anyio.create_task_group() as group:
-            group.start_soon(_watch, receive, group.cancel_scope, early)
-            try:
-                reply = await self.call(ctx)
-            except Exception as exc:  # raised as it is, not in a task group's exception group
-                failure = exc
-            group.cancel_scope.cancel()
-        if failure is not None:
-            raise failure
+        idle = early.keepalive if early is not None else None
+        async with ClientWatch(receive, idle, early.interval if early is not None else 0.0) as watch:
+            reply = await self.call(ctx)
+        if watch.left:
+            if reply is not None and not isinstance(reply, Reply):  # a stream that came too late
+                await _close(reply)
+            return None
         return reply
 
     def _relay(self, ctx: RequestContext, reply: Any, headers: list[tuple[bytes, bytes]],
@@ -236,8 +238,9 @@ class OperationEndpoint(Pipeline):
         started = early is not None and early.started
 
         async def finish(outcome: Outcome, result: Result, error: GatewayError | None) -> None:
-            if outcome == "ok":
-                units = self.meter(ctx).settle(ctx.units or Units(), None, _sent(ctx))
+            meter = ctx.meter
+            if outcome == "ok" and meter.settles:
+                units = meter.settle(ctx.units or Units(), None, _sent(ctx))
                 result = Result(result.usage, result.answer, units)
             await self.record(ctx, 200, outcome, result, error)
 
@@ -265,7 +268,8 @@ class OperationEndpoint(Pipeline):
                                     status_code=502) from None
         if hooks.implemented("transform_response"):
             data, raw = await hooks.transform_response(ctx=ctx, response=data), None
-        units = self.meter(ctx).settle(ctx.units or Units(), data, _sent(ctx))
+        meter = ctx.meter
+        units = meter.settle(ctx.units or Units(), data, _sent(ctx)) if meter.settles else None
         return Result(usage, answer, units), raw if raw is not None else orjson.dumps(data)
 
 
@@ -304,18 +308,10 @@ class EarlyStart:
         await self.send({"type": "http.response.body", "body": self.encoder.error(error), "more_body": False})
 
 
-async def _watch(receive: Receive, scope: anyio.CancelScope, early: EarlyStart | None) -> None:
-    """Cancel ``scope`` when the client goes away; keep a silent stream alive meanwhile."""
-    while True:
-        if early is None:
-            message = await receive()
-        else:
-            with anyio.move_on_after(early.interval) as timer:
-                message = await receive()
-            if timer.cancelled_caught:
-                await early.keepalive()
-                continue
-        if message["type"] == "http.disconnect":
-            scope.cancel()
-            return
-
+async def _close(reply: Any) -> None:
+    """Release the upstream of a stream nobody will read."""
+    chunks = reply.chunks if isinstance(reply, RawReply) else reply
+    close = getattr(chunks, "aclose", None)
+    if close is not None:
+        with anyio.CancelScope(shield=True):
+            await close()

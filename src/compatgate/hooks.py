@@ -10,9 +10,10 @@ The plugin manager itself comes from `compatgate.plugins`.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
@@ -53,6 +54,7 @@ class Hooks:
             mark = getattr(getattr(hookspecs, name), "compatgate_combine", None)
             if mark is not None:
                 self._combine[name] = mark
+        self._dispatch = {name: self._dispatcher(name) for name in self._combine}
         self.refresh()
 
     def refresh(self) -> None:
@@ -72,47 +74,54 @@ class Hooks:
 
     async def call(self, name: str, **kwargs: Any) -> Any:
         """Call the hook ``name`` and combine its results as its spec declares."""
+        return await self._call(name, kwargs)
+
+    def _call(self, name: str, kwargs: dict[str, Any]) -> Awaitable[Any]:
+        return self._dispatch[name](name, kwargs)
+
+    def _dispatcher(self, name: str) -> Callable[[str, dict[str, Any]], Awaitable[Any]]:
+        """How the hook ``name`` is called, from its spec's `combine` marker (read once)."""
         how, value = self._combine[name]
         if how == "first":
-            return await self._first(name, kwargs)
+            return self._first
         if how == "chain":
             assert value is not None
-            return await self._chain(name, value, kwargs)
-        return await self._each(name, kwargs, isolate=how == "isolated")
+            return functools.partial(self._chain_on, value)
+        return self._each if how == "each" else self._each_isolated
 
     # -- the typed front ----------------------------------------------------------------------
 
     async def startup(self, *, gateway: Gateway) -> None:
-        await self.call("startup", gateway=gateway)
+        await self._call("startup", {"gateway": gateway})
 
     async def shutdown(self, *, gateway: Gateway) -> None:
-        await self.call("shutdown", gateway=gateway)
+        await self._call("shutdown", {"gateway": gateway})
 
     async def authenticate(self, *, gateway: Gateway, request: Request, api_key: str | None) -> Principal | None:
-        return cast("Principal | None", await self.call("authenticate", gateway=gateway, request=request,
-                                                          api_key=api_key))
+        return cast("Principal | None", await self._call("authenticate", {"gateway": gateway, "request": request,
+                                                                      "api_key": api_key}))
 
     async def list_models(self, *, gateway: Gateway, principal: Principal) -> list[Iterable[Mapping[str, Any]] | None]:
         return cast("list[Iterable[Mapping[str, Any]] | None]",
-                    await self.call("list_models", gateway=gateway, principal=principal))
+                    await self._call("list_models", {"gateway": gateway, "principal": principal}))
 
     async def route_model(self, *, gateway: Gateway, ctx: RequestContext, model: str) -> Route | None:
-        return cast("Route | None", await self.call("route_model", gateway=gateway, ctx=ctx, model=model))
+        return cast("Route | None", await self._call("route_model", {"gateway": gateway, "ctx": ctx, "model": model}))
 
     async def transform_request(self, *, ctx: RequestContext, body: Body) -> Body:
-        return cast(Body, await self.call("transform_request", ctx=ctx, body=body))
+        return cast(Body, await self._call("transform_request", {"ctx": ctx, "body": body}))
 
     async def admit_request(self, *, ctx: RequestContext) -> None:
-        await self.call("admit_request", ctx=ctx)
+        await self._call("admit_request", {"ctx": ctx})
 
     async def transform_response(self, *, ctx: RequestContext, response: Body) -> Body:
-        return cast(Body, await self.call("transform_response", ctx=ctx, response=response))
+        return cast(Body, await self._call("transform_response", {"ctx": ctx, "response": response}))
 
     async def transform_stream_chunk(self, *, ctx: RequestContext, chunk: Body) -> Body:
-        return cast(Body, await self.call("transform_stream_chunk", ctx=ctx, chunk=chunk))
+        return cast(Body, await self._call("transform_stream_chunk", {"ctx": ctx, "chunk": chunk}))
 
     async def response_headers(self, *, ctx: RequestContext) -> list[Mapping[str, str] | None]:
-        return cast("list[Mapping[str, str] | None]", await self.call("response_headers", ctx=ctx))
+        return cast("list[Mapping[str, str] | None]", await self._call("response_headers", {"ctx": ctx}))
 
     async def upstream_attempt(self, *, ctx: RequestContext, provider: Provider) -> None:
         await self.call("upstream_attempt", ctx=ctx, provider=provider)
@@ -121,10 +130,10 @@ class Hooks:
         await self.call("upstream_attempt_done", ctx=ctx, provider=provider, attempt=attempt)
 
     async def upstream_headers(self, *, ctx: RequestContext, provider: Provider) -> list[Mapping[str, str] | None]:
-        return cast("list[Mapping[str, str] | None]", await self.call("upstream_headers", ctx=ctx, provider=provider))
+        return cast("list[Mapping[str, str] | None]", await self._call("upstream_headers", {"ctx": ctx, "provider": provider}))
 
     async def record_usage(self, *, ctx: RequestContext, record: UsageRecord) -> None:
-        await self.call("record_usage", ctx=ctx, record=record)
+        await self._call("record_usage", {"ctx": ctx, "record": record})
 
     def wrap_upstream(self, *, ctx: RequestContext, call: UpstreamCall) -> UpstreamCall:
         """The upstream call wrapped by every `wrap_upstream` implementation (synchronous chain)."""
@@ -146,6 +155,12 @@ class Hooks:
                 return result
         return None
 
+    def _chain_on(self, value_arg: str, name: str, kwargs: dict[str, Any]) -> Awaitable[Any]:
+        return self._chain(name, value_arg, kwargs)
+
+    def _each_isolated(self, name: str, kwargs: dict[str, Any]) -> Awaitable[list[Any]]:
+        return self._each(name, kwargs, isolate=True)
+
     async def _chain(self, name: str, value_arg: str, kwargs: dict[str, Any]) -> Any:
         """Pass the value through every implementation; a None result keeps the value."""
         value = kwargs[value_arg]
@@ -158,7 +173,7 @@ class Hooks:
                 value = result
         return value
 
-    async def _each(self, name: str, kwargs: dict[str, Any], *, isolate: bool) -> list[Any]:
+    async def _each(self, name: str, kwargs: dict[str, Any], *, isolate: bool = False) -> list[Any]:
         """Every implementation's result, in order. With ``isolate`` an exception is logged and
         the other implementations still run; otherwise it propagates at once."""
         results = []

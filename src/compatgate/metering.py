@@ -64,7 +64,10 @@ class Units:
 
 
 class Meter:
-    """Measures an operation's upstream-bound body; the base meters nothing (``Units()``)."""
+    """Measures an operation's upstream-bound body; the base meters nothing (``Units()``).
+    ``settles`` says whether `settle` reads the answer (tokens are the usage's business)."""
+
+    settles = False
 
     def measure(self, body: Body, model_max: int | None) -> Units:
         """The worst case of ``body``; ``model_max`` is the configured output cap, if any."""
@@ -131,6 +134,8 @@ class TokenMeter(Meter):
 class ImageMeter(Meter):
     """Images: ``n`` images (default 1), the prompt's tokens; settled from the images returned."""
 
+    settles = True
+
     def measure(self, body: Body, model_max: int | None) -> Units:
         n = _count(body.get("n")) or 1
         return Units(estimate_prompt_tokens({"prompt": body.get("prompt")}), 0, images=n)
@@ -146,6 +151,8 @@ class AudioMeter(Meter):
     """Transcriptions and translations, priced per second of audio: the worst case from the
     upload's size (`AUDIO_BYTES_PER_SECOND`), settled from the answer's ``duration`` or
     ``usage.seconds``, else estimated from the bytes uploaded."""
+
+    settles = True
 
     def __init__(self, upload_bytes: Callable[[Body], int]) -> None:
         self.upload_bytes = upload_bytes
@@ -168,6 +175,8 @@ class AudioMeter(Meter):
 
 class SpeechMeter(Meter):
     """Speech, priced per character of ``input``: known exactly from the request."""
+
+    settles = True
 
     def measure(self, body: Body, model_max: int | None) -> Units:
         text = body.get("input")

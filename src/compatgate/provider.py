@@ -15,6 +15,7 @@ event stream with upstream errors already mapped.
 from __future__ import annotations
 
 import builtins
+import functools
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from contextlib import aclosing
@@ -204,7 +205,7 @@ class HTTPProvider(Provider):
                 self._urls[path] = url
         return url
 
-    @property
+    @functools.cached_property
     def secrets(self) -> tuple[str | None, ...]:
         """What must never reach a client: the key, header values, URL credentials."""
         url = httpx2.URL(self.config.base_url or "")

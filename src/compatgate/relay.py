@@ -29,6 +29,7 @@ from .exceptions import GatewayError, UpstreamStreamError
 from .replies import Answer, Chunk, ChunkStream, Result
 from .sse import encode_event
 from .usage import Outcome, Usage, estimate_prompt_tokens, estimate_tokens
+from .watch import ClientWatch
 
 if TYPE_CHECKING:
     from .context import RequestContext
@@ -71,8 +72,7 @@ class Relay:
         outcome: Outcome = "aborted"
         error: GatewayError | None = None
         try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(_watch_disconnect, receive, group.cancel_scope)
+            async with ClientWatch(receive):  # the client leaving cancels the relay (and the upstream)
                 heartbeat = self.ctx.gateway.heartbeat
                 try:
                     if not self.started:
@@ -85,7 +85,6 @@ class Relay:
                     outcome = "ok" if error is None else "error"
                 except OSError:  # the client went away while we were writing
                     pass
-                group.cancel_scope.cancel()
         finally:
             if self.ctx.gateway.heartbeat is not None:
                 self.ctx.gateway.heartbeat.discard(self)
@@ -309,12 +308,3 @@ def stream_error(error: Any) -> UpstreamStreamError:
 
 
 _STREAM_FAILED = "The upstream stream failed."
-
-
-async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            scope.cancel()
-            return
-
