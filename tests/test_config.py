@@ -270,10 +270,10 @@ def test_dict_and_file_give_the_same_config(tmp_path: Path, monkeypatch: pytest.
 def test_a_plugin_that_fails_to_load_stops_the_start_up(monkeypatch: pytest.MonkeyPatch):
     from importlib.metadata import EntryPoint
 
-    import compatgate.hooks
+    import compatgate.plugins
 
     broken = EntryPoint(name="broken", value="compatgate_no_such_module_xyz", group="compatgate")
-    monkeypatch.setattr(compatgate.hooks, "entry_points", lambda group: [broken])
+    monkeypatch.setattr(compatgate.plugins, "entry_points", lambda group: [broken])
     with pytest.raises(ConfigError, match="'broken'.*failed to load.*ModuleNotFoundError"):
         Gateway({"gateway": {"api_keys": ["k"]}})
     Gateway({"gateway": {"api_keys": ["k"], "load_entrypoints": False}})  # opting out still starts
