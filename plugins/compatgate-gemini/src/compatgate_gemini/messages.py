@@ -22,8 +22,9 @@ from typing import Any
 import orjson
 
 from compatgate import InvalidRequestError
+from compatgate.pivot import thought_signature
 
-from . import signatures
+from .signatures import SKIP_VALIDATOR
 from .tools import ToolNames, is_generated_id
 
 __all__ = ["convert_messages"]
@@ -172,7 +173,7 @@ def _media(url: Any, where: str, remote_files: bool, filename: str | None) -> Pa
 
 def _assistant_parts(message: Mapping[str, Any], where: str, names: ToolNames, fill: bool) -> list[Part]:
     parts = _text_parts(message.get("content"), where)
-    text_signature = signatures.read(message)
+    text_signature = thought_signature(message)
     if text_signature and parts:
         parts[-1]["thoughtSignature"] = text_signature
     calls = message.get("tool_calls") or []
@@ -180,7 +181,7 @@ def _assistant_parts(message: Mapping[str, Any], where: str, names: ToolNames, f
         raise InvalidRequestError(f"'{where}.tool_calls' must be an array.", param=f"{where}.tool_calls")
     # Google's skip value for a step that lost its signatures: on its first call, only when no
     # call of the message carries one.
-    fill = fill and not any(signatures.read(call) for call in calls)
+    fill = fill and not any(thought_signature(call) for call in calls)
     for index, call in enumerate(calls):
         place = f"{where}.tool_calls[{index}]"
         function = call.get("function") if isinstance(call, Mapping) else None
@@ -200,7 +201,7 @@ def _assistant_parts(message: Mapping[str, Any], where: str, names: ToolNames, f
         if isinstance(call_id, str) and call_id and not is_generated_id(call_id):
             payload["id"] = call_id
         part: Part = {"functionCall": payload}
-        signature = signatures.read(call) or (signatures.SKIP_VALIDATOR if fill and index == 0 else None)
+        signature = thought_signature(call) or (SKIP_VALIDATOR if fill and index == 0 else None)
         if signature:
             part["thoughtSignature"] = signature
         parts.append(part)

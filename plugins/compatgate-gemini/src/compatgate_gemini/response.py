@@ -21,8 +21,8 @@ from typing import Any
 import orjson
 
 from compatgate import UpstreamError, UpstreamStreamError
+from compatgate.pivot import with_thought_signature
 
-from . import signatures
 from .errors import stream_error
 from .tools import ToolNames, new_call_id
 
@@ -88,7 +88,7 @@ def _read_parts(candidate: Mapping[str, Any], names: ToolNames) -> _Parts:
                 },
             }
             if isinstance(signature, str) and signature:
-                signatures.attach(tool_call, signature)
+                with_thought_signature(tool_call, signature)
             result.calls.append(tool_call)
             continue
         text = part.get("text")
@@ -123,7 +123,7 @@ def chat_completion(data: Mapping[str, Any], model: str, names: ToolNames, n: in
         if parts.calls:
             message["tool_calls"] = parts.calls
         if parts.signature:
-            signatures.attach(message, parts.signature)
+            with_thought_signature(message, parts.signature)
         native = candidate.get("finishReason") if isinstance(candidate.get("finishReason"), str) else None
         reason = finish_reason(native or "STOP", bool(parts.calls))
         choices.append(_choice({"index": _index(candidate, position), "message": message}, reason, native))
@@ -203,7 +203,7 @@ class StreamConverter:
             delta["tool_calls"] = [{"index": first + k, **call} for k, call in enumerate(parts.calls)]
             self.call_counts[index] = first + len(parts.calls)
         if parts.signature:
-            signatures.attach(delta, parts.signature)
+            with_thought_signature(delta, parts.signature)
         native = candidate.get("finishReason") if isinstance(candidate.get("finishReason"), str) else None
         if native is None:
             return {"index": index, "delta": delta, "logprobs": None, "finish_reason": None} if delta else None

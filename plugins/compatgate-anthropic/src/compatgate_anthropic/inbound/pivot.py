@@ -19,7 +19,6 @@ from compatgate import Usage
 __all__ = [
     "INVALID_ARGUMENTS",
     "anthropic_usage",
-    "google_signature",
     "mapping_of",
     "reasoning_of",
     "stop_reason",
@@ -66,15 +65,6 @@ def thinking_entries(source: Mapping[str, Any]) -> list[dict[str, Any]]:
             found.append({key: value for key, value in entry.items() if key != "index"})
     return found
 
-
-def google_signature(source: Any) -> str | None:
-    """The Gemini thought signature a message, delta or tool call carries."""
-    if not isinstance(source, Mapping):
-        return None
-    extra = source.get("extra_content")
-    google = extra.get("google") if isinstance(extra, Mapping) else None
-    signature = google.get("thought_signature") if isinstance(google, Mapping) else None
-    return signature if isinstance(signature, str) and signature else None
 
 
 def tool_input(arguments: Any) -> dict[str, Any]:

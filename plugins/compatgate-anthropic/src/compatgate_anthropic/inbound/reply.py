@@ -16,11 +16,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from compatgate import Usage
+from compatgate.pivot import thought_signature
 
 from .ids import message_id, tool_id
 from .pivot import (
     anthropic_usage,
-    google_signature,
     mapping_of,
     reasoning_of,
     stop_reason,
@@ -51,9 +51,9 @@ def from_chat(
     calls = [c for c in message.get("tool_calls") or () if isinstance(c, Mapping)]
     content: list[Body] = []
     reasoning = reasoning_of(message)
-    state = ThinkingState(thinking_entries(message), message=google_signature(message))
+    state = ThinkingState(thinking_entries(message), message=thought_signature(message))
     for call in calls:
-        signature = google_signature(call)
+        signature = thought_signature(call)
         if signature and isinstance(call.get("id"), str):
             state.tools[call["id"]] = signature
     if reasoning or state:

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from compatgate import GatewayError, UpstreamStreamError, Usage, encode_event
+from compatgate.pivot import thought_signature
 from compatgate.usage import estimate_tokens
 
 from .errors import error_event
@@ -34,7 +35,6 @@ from .ids import message_id as new_message_id
 from .ids import tool_id
 from .pivot import (
     anthropic_usage,
-    google_signature,
     mapping_of,
     reasoning_of,
     stop_reason,
@@ -193,7 +193,7 @@ class MessageStream:
             self.generated += len(text)
             block = self._block("text", out)
             out.append(_delta(block.index, {"type": "text_delta", "text": text}))
-        state = ThinkingState(thinking_entries(delta), message=google_signature(delta))
+        state = ThinkingState(thinking_entries(delta), message=thought_signature(delta))
         if state:  # after the text it signs: it goes out at the next block boundary
             self._keep(state)
         for call in delta.get("tool_calls") or ():
@@ -215,7 +215,7 @@ class MessageStream:
         self._last_tool = number
         if isinstance(call.get("id"), str) and call["id"] and tool.id is None:
             tool.id = call["id"]
-        signature = google_signature(call)
+        signature = thought_signature(call)
         if signature and tool.id is not None:
             self._keep(ThinkingState(tools={tool.id: signature}))
         if isinstance(function.get("name"), str) and function["name"] and tool.name is None:

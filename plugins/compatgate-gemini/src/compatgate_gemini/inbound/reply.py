@@ -23,6 +23,8 @@ from typing import Any
 
 import orjson
 
+from compatgate.pivot import thought_signature
+
 from .envelope import Signer, State, seal
 
 __all__ = ["FINISH_REASONS", "finish_reason", "from_chat", "parse_arguments", "response_id", "usage_metadata"]
@@ -119,7 +121,7 @@ def message_parts(message: Mapping[str, Any], *, model: str, signer: Signer, tho
     state = State(model=model, thinking_blocks=[{k: v for k, v in b.items() if k != "index"} for b in blocks])
     if text or not calls:
         part: Body = {"text": text}
-        google = google_signature(message)
+        google = thought_signature(message)
         if not calls or google is not None:
             with_google = State(model=model, signature=google)
             if not calls:
@@ -139,7 +141,7 @@ def message_parts(message: Mapping[str, Any], *, model: str, signer: Signer, tho
         payload: Body = {"name": str(function.get("name") or ""), "args": args}
         if isinstance(call.get("id"), str) and call["id"]:
             payload["id"] = call["id"]
-        call_state = State(model=model, signature=google_signature(call))
+        call_state = State(model=model, signature=thought_signature(call))
         if first:
             call_state.thinking_blocks = state.thinking_blocks
             if isinstance(reasoning, str) and reasoning and not blocks:
@@ -151,13 +153,6 @@ def message_parts(message: Mapping[str, Any], *, model: str, signer: Signer, tho
         parts.append(part)
     return parts, malformed
 
-
-def google_signature(source: Mapping[str, Any]) -> str | None:
-    """A Gemini thought signature carried the way the gemini plugin carries it."""
-    extra = source.get("extra_content")
-    google = extra.get("google") if isinstance(extra, Mapping) else None
-    value = google.get("thought_signature") if isinstance(google, Mapping) else None
-    return value if isinstance(value, str) and value else None
 
 
 def _count(value: Any) -> int:

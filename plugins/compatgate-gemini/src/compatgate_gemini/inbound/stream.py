@@ -31,10 +31,11 @@ from typing import Any
 import orjson
 
 from compatgate import GatewayError, Usage
+from compatgate.pivot import thought_signature
 
 from .envelope import Signer, State, seal
 from .errors import error_object
-from .reply import finish_reason, google_signature, parse_arguments, response_id, usage_metadata
+from .reply import finish_reason, parse_arguments, response_id, usage_metadata
 
 __all__ = ["ContentStream", "stream_error"]
 
@@ -147,7 +148,7 @@ class ContentStream:
         for block in delta.get("thinking_blocks") or ():
             if isinstance(block, Mapping):
                 state.blocks.append({k: v for k, v in block.items() if k != "index"})
-        signature = google_signature(delta)
+        signature = thought_signature(delta)
         if signature is not None:
             state.signature = signature
         text = "".join(v for v in (delta.get("content"), delta.get("refusal")) if isinstance(v, str))
@@ -177,7 +178,7 @@ class ContentStream:
             call.arguments.append(arguments)
         elif isinstance(arguments, Mapping):
             call.arguments = [orjson.dumps(arguments).decode()]
-        signature = google_signature(delta)
+        signature = thought_signature(delta)
         if signature is not None:
             call.signature = signature
         return parts
