@@ -5,6 +5,7 @@ so that a stream failing before it can still be retried) and a byte stream watch
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Generic, TypeVar
 
 import anyio
 
@@ -14,6 +15,7 @@ __all__ = ["PeekedStream", "WatchedBytes", "peek"]
 
 Done = Callable[[], None]
 Broke = Callable[[GatewayError], Awaitable[None]]
+T = TypeVar("T")
 
 
 async def peek(stream: ChunkStream) -> tuple[Chunk, AsyncIterator[Chunk]]:
@@ -35,28 +37,18 @@ async def peek(stream: ChunkStream) -> tuple[Chunk, AsyncIterator[Chunk]]:
     return first, chunks
 
 
-class PeekedStream:
-    """A stream whose first chunk was read ahead: that chunk, then the rest as it comes.
-    ``done`` runs once when it ends or is closed; ``broke`` when it fails after the handover."""
+class _Watched(Generic[T]):
+    """What both watched streams share: ``done`` runs once when the stream ends or is closed
+    (or is dropped without being relayed), ``broke`` when it fails."""
 
-    def __init__(self, first: Chunk, chunks: AsyncIterator[Chunk], stream: ChunkStream, done: Done,
-                 broke: Broke) -> None:
-        self._first: Chunk | None = first
-        self._chunks = chunks
-        self._stream = stream
+    def __init__(self, items: AsyncIterator[T], done: Done, broke: Broke) -> None:
+        self._items = items
         self._done: Done | None = done
         self._broke = broke
 
-    def __aiter__(self) -> PeekedStream:
-        return self
-
-    async def __anext__(self) -> Chunk:
-        first = self._first
-        if first is not None:
-            self._first = None
-            return first
+    async def _next(self) -> T:
         try:
-            return await self._chunks.__anext__()
+            return await self._items.__anext__()
         except StopAsyncIteration:
             self._release()
             raise
@@ -64,10 +56,6 @@ class PeekedStream:
             self._release()
             await self._broke(exc)
             raise
-
-    async def aclose(self) -> None:
-        self._release()
-        await self._stream.aclose()
 
     def _release(self) -> None:
         done, self._done = self._done, None
@@ -78,39 +66,43 @@ class PeekedStream:
         self._release()
 
 
-class WatchedBytes:
+class PeekedStream(_Watched[Chunk]):
+    """A stream whose first chunk was read ahead: that chunk, then the rest as it comes.
+    ``done`` runs once when it ends or is closed; ``broke`` when it fails after the handover."""
+
+    def __init__(self, first: Chunk, chunks: AsyncIterator[Chunk], stream: ChunkStream, done: Done,
+                 broke: Broke) -> None:
+        super().__init__(chunks, done, broke)
+        self._first: Chunk | None = first
+        self._stream = stream
+
+    def __aiter__(self) -> PeekedStream:
+        return self
+
+    async def __anext__(self) -> Chunk:
+        first = self._first
+        if first is not None:
+            self._first = None
+            return first
+        return await self._next()
+
+    async def aclose(self) -> None:
+        self._release()
+        await self._stream.aclose()
+
+
+class WatchedBytes(_Watched[bytes]):
     """The bytes of a `RawReply` as they come; ``done`` runs once when they end or are closed,
     ``broke`` when they fail. Closing it closes the upstream's bytes."""
-
-    def __init__(self, chunks: AsyncIterator[bytes], done: Done, broke: Broke) -> None:
-        self._chunks = chunks
-        self._done: Done | None = done
-        self._broke = broke
 
     def __aiter__(self) -> WatchedBytes:
         return self
 
     async def __anext__(self) -> bytes:
-        try:
-            return await self._chunks.__anext__()
-        except StopAsyncIteration:
-            self._release()
-            raise
-        except GatewayError as exc:
-            self._release()
-            await self._broke(exc)
-            raise
+        return await self._next()
 
     async def aclose(self) -> None:
         self._release()
-        close = getattr(self._chunks, "aclose", None)
+        close = getattr(self._items, "aclose", None)
         if close is not None:
             await close()
-
-    def _release(self) -> None:
-        done, self._done = self._done, None
-        if done is not None:
-            done()
-
-    def __del__(self) -> None:  # bytes the gateway never relayed
-        self._release()
