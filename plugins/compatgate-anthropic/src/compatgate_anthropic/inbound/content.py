@@ -105,6 +105,20 @@ def _text(block: Mapping[str, Any], path: str) -> None:
     _cache_control(block, path)
 
 
+def _reference(kind: Any, source: Mapping[str, Any], here: str) -> bool:
+    """Check a source that points elsewhere (a URL or an uploaded file's id), the same for
+    images and documents; False for a source of another kind."""
+    if kind == "url":
+        known_keys(source, ("type", "url"), here)
+        _url(source.get("url"), f"{here}.url")
+    elif kind == "file":
+        known_keys(source, ("type", "file_id"), here)
+        string(source.get("file_id"), f"{here}.file_id", empty=False)
+    else:
+        return False
+    return True
+
+
 def _image(block: Mapping[str, Any], path: str) -> None:
     known_keys(block, ("type", "source", "cache_control"), path)
     source = mapping(block.get("source"), f"{path}.source")
@@ -115,13 +129,7 @@ def _image(block: Mapping[str, Any], path: str) -> None:
         if source.get("media_type") not in IMAGE_TYPES:
             raise invalid(f"{here}.media_type", f"Input should be {', '.join(IMAGE_TYPES)}.")
         string(source.get("data"), f"{here}.data", empty=False)
-    elif kind == "url":
-        known_keys(source, ("type", "url"), here)
-        _url(source.get("url"), f"{here}.url")
-    elif kind == "file":
-        known_keys(source, ("type", "file_id"), here)
-        string(source.get("file_id"), f"{here}.file_id", empty=False)
-    else:
+    elif not _reference(kind, source, here):
         raise invalid(f"{here}.type", "Input should be 'base64', 'url' or 'file'.")
     _cache_control(block, path)
 
@@ -150,13 +158,7 @@ def _document(block: Mapping[str, Any], path: str) -> None:
             raise invalid(f"{here}.content", "Input should be a valid string or a list of blocks.")
         for position, part in enumerate(content if isinstance(content, list) else ()):
             _nested(part, f"{here}.content.{position}", ("text", "image"))
-    elif kind == "url":
-        known_keys(source, ("type", "url"), here)
-        _url(source.get("url"), f"{here}.url")
-    elif kind == "file":
-        known_keys(source, ("type", "file_id"), here)
-        string(source.get("file_id"), f"{here}.file_id", empty=False)
-    else:
+    elif not _reference(kind, source, here):
         raise invalid(f"{here}.type", "Input should be 'base64', 'text', 'content', 'url' or 'file'.")
     _cache_control(block, path)
 
