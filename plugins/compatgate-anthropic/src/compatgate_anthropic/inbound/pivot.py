@@ -66,7 +66,6 @@ def thinking_entries(source: Mapping[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-
 def tool_input(arguments: Any) -> dict[str, Any]:
     """A tool call's ``arguments`` as Anthropic's ``input`` object: ``""`` -> ``{}``; anything
     that is not a JSON object is kept whole under `INVALID_ARGUMENTS` (never lost)."""

@@ -154,6 +154,5 @@ def message_parts(message: Mapping[str, Any], *, model: str, signer: Signer, tho
     return parts, malformed
 
 
-
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
