@@ -71,10 +71,6 @@ DROPPED_TOOLS_HEADER = "x-compatgate-dropped-tools"
 IGNORED_HEADER = "x-compatgate-ignored"
 _HEADER_LIMIT = 2000  # characters of such a header: the names, cut short past it
 
-#: The meter of a Chat Completions request (also of every request converted to one).
-CHAT_METER = TokenMeter("max_completion_tokens", "max_tokens", "n_predict", "max_new_tokens")
-
-
 class Dialect:
     """How an operation speaks to its clients, beyond its bodies: the error format and where
     the client's key is. This base is OpenAI's; the Anthropic and Gemini inbound protocols
