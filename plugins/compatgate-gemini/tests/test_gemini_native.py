@@ -16,7 +16,7 @@ from gemini_inbound_support import sse_responses
 from starlette.types import Receive, Scope, Send
 
 from compatgate import Gateway, GatewayError, RequestContext, UpstreamError
-from compatgate.testing import serve
+from compatgate.testing import read_body, serve
 
 
 class Upstream:
@@ -29,12 +29,7 @@ class Upstream:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         self.requests.append((scope["raw_path"].decode(), scope["query_string"].decode(), headers, orjson.loads(body)))
         status, media, content = self.answers.pop(0)

@@ -6,6 +6,7 @@
   recorded provider streams) paced like a network, a reset or a stall mid-stream; it records
   what it received and notices when the gateway hangs up.
 - `fake_upstream` serves a fresh `FakeUpstream` while the block runs: yields ``(fake, url)``.
+- `read_body` reads a whole ASGI request body, for a fake upstream written by hand.
 - `UsageLog` is a plugin keeping every usage record of its gateway; ``wait(count)`` polls
   until that many arrived (a stream records after its last byte, so the client may finish
   first), ``UsageLog.of(gateway)`` finds it among a gateway's plugins.
@@ -57,6 +58,7 @@ __all__ = [
     "UsageLog",
     "delete_redis_keys",
     "fake_upstream",
+    "read_body",
     "require_service",
     "serve",
     "serve_gateway",
@@ -91,6 +93,16 @@ def serve(app: ASGIApp, *, lifespan: Literal["auto", "on", "off"] = "auto") -> I
         sock.close()
 
 
+async def read_body(receive: Receive) -> bytes:
+    """The whole body of an ASGI HTTP request (for a fake upstream written by hand)."""
+    body = b""
+    while True:
+        message = await receive()
+        body += bytes(message.get("body", b""))
+        if not message.get("more_body"):
+            return body
+
+
 @dataclass
 class Received:
     """One request the fake upstream received."""
@@ -122,12 +134,7 @@ class FakeUpstream:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         request = Received(scope["method"], scope["path"], scope["query_string"].decode(), headers, body)
         self.received.append(request)
